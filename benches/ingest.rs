@@ -1,0 +1,356 @@
+//! Durable-ingest benchmark against a real `reportstore serve` process on 127.0.0.1.
+//!
+//! `cargo bench --bench ingest` runs, with reports from the deterministic generator:
+//! 1. throughput: v3 reports, then Metabase submissions, each from 32 concurrent clients;
+//! 2. latency: an open-loop 1,000 reports/s stream (v3 and Metabase mixed as 1:1), time to 201;
+//! 3. bytes on disk (the whole data directory) against the raw JSON sent, and the server's
+//!    peak RSS (VmHWM).
+//!
+//! Sizes come from the environment: `BENCH_REPORTS` per throughput phase (default 20000),
+//! `BENCH_RATE_SECS` (default 20), `BENCH_CLIENTS` (default 32), `BENCH_RATE` (default 1000).
+//! Every 201 is a report fsync'd on disk: the server acknowledges only after `flush()`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reportstore::generator::{ReportGenerator, metabase_register_body};
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    base_url: String,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let ready = data_dir.join("ready.addr");
+        let child = Command::new(env!("CARGO_BIN_EXE_reportstore"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("REPORTSTORE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start reportstore");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base_url = loop {
+            if let Ok(address) = std::fs::read_to_string(&ready) {
+                break format!("http://{address}");
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Server {
+            child,
+            base_url,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn directory_bytes(path: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).unwrap().flatten() {
+        let metadata = entry.metadata().unwrap();
+        if metadata.is_dir() {
+            total += directory_bytes(&entry.path());
+        } else if entry.file_name() != "ready.addr" {
+            total += metadata.len();
+        }
+    }
+    total
+}
+
+#[derive(Clone)]
+struct Prepared {
+    url_path: &'static str,
+    body: Arc<Vec<u8>>,
+    authorization: Option<String>,
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index]
+}
+
+async fn send(client: &reqwest::Client, base: &str, request: &Prepared) -> Duration {
+    let started = Instant::now();
+    let mut builder = client
+        .post(format!("{base}{}", request.url_path))
+        .header("Content-Type", "application/octet-stream")
+        .body(request.body.as_ref().clone());
+    if let Some(authorization) = &request.authorization {
+        builder = builder.header("Authorization", authorization);
+    }
+    let response = builder.send().await.expect("request failed");
+    let status = response.status();
+    assert!(
+        status == 201,
+        "unexpected status {status}: {}",
+        response.text().await.unwrap_or_default()
+    );
+    started.elapsed()
+}
+
+async fn closed_loop(
+    client: &reqwest::Client,
+    base: &str,
+    requests: Vec<Prepared>,
+    clients: usize,
+) -> (Duration, Vec<Duration>) {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let client = client.clone();
+        let base = base.to_string();
+        let requests = Arc::clone(&requests);
+        let next = Arc::clone(&next);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(request) = requests.get(index) else {
+                    break;
+                };
+                latencies.push(send(&client, &base, request).await);
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    (elapsed, latencies)
+}
+
+async fn open_loop(
+    client: &reqwest::Client,
+    base: &str,
+    requests: Vec<Prepared>,
+    rate: usize,
+) -> Vec<Duration> {
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(requests.len());
+    for (index, request) in requests.into_iter().enumerate() {
+        let due = started + interval * index as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let client = client.clone();
+        let base = base.to_string();
+        // Latency is measured from the scheduled send time, so a stalled server cannot hide
+        // its queueing delay (no coordinated omission).
+        tasks.push(tokio::spawn(async move {
+            send(&client, &base, &request).await;
+            due.elapsed()
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.push(task.await.unwrap());
+    }
+    latencies.sort();
+    latencies
+}
+
+fn report_line(name: &str, count: usize, elapsed: Duration, latencies: &[Duration]) {
+    println!(
+        "{name:<28} {count:>7} reports in {:>6.2} s = {:>7.0} reports/s   p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        percentile(latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test --benches` passes nothing and expects
+    // no work.
+    if !std::env::args().any(|argument| argument == "--bench") {
+        return;
+    }
+    let per_phase = env_number("BENCH_REPORTS", 20_000);
+    let rate_secs = env_number("BENCH_RATE_SECS", 20);
+    let clients = env_number("BENCH_CLIENTS", 32);
+    let rate = env_number("BENCH_RATE", 1000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let generation_started = Instant::now();
+    let mut generator = ReportGenerator::new(42);
+    let testers = generator.testers().to_vec();
+    let authorization: Vec<String> = testers
+        .iter()
+        .map(|tester| {
+            use base64::Engine;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", tester.user_guid, tester.secret))
+            )
+        })
+        .collect();
+    let mut raw_json_bytes = 0u64;
+    let make_v3 = |generator: &mut ReportGenerator, raw: &mut u64| {
+        let report = generator.next_report();
+        let body = serde_json::to_vec(&report.to_v3_document(&testers)).unwrap();
+        *raw += body.len() as u64;
+        Prepared {
+            url_path: "/v3/report",
+            body: Arc::new(body),
+            authorization: None,
+        }
+    };
+    let v3_requests: Vec<Prepared> = (0..per_phase)
+        .map(|_| make_v3(&mut generator, &mut raw_json_bytes))
+        .collect();
+    let make_metabase = |generator: &mut ReportGenerator, raw: &mut u64| {
+        let report = generator.next_report();
+        let body = report.to_metabase_submission(&testers).into_bytes();
+        *raw += body.len() as u64;
+        Prepared {
+            url_path: "/api/v1/submit/CPAN-Testers-Report",
+            body: Arc::new(body),
+            authorization: Some(authorization[report.tester_index].clone()),
+        }
+    };
+    let metabase_requests: Vec<Prepared> = (0..per_phase)
+        .map(|_| make_metabase(&mut generator, &mut raw_json_bytes))
+        .collect();
+    let rate_requests: Vec<Prepared> = (0..rate * rate_secs)
+        .map(|index| {
+            if index % 2 == 0 {
+                make_v3(&mut generator, &mut raw_json_bytes)
+            } else {
+                make_metabase(&mut generator, &mut raw_json_bytes)
+            }
+        })
+        .collect();
+    let total_reports = v3_requests.len() + metabase_requests.len() + rate_requests.len();
+    let v3_mean =
+        v3_requests.iter().map(|r| r.body.len()).sum::<usize>() / v3_requests.len().max(1);
+    let metabase_mean = metabase_requests
+        .iter()
+        .map(|r| r.body.len())
+        .sum::<usize>()
+        / metabase_requests.len().max(1);
+    println!(
+        "generated {total_reports} reports in {:.1} s (mean v3 document {v3_mean} B, mean Metabase body {metabase_mean} B)",
+        generation_started.elapsed().as_secs_f64()
+    );
+
+    let base_directory = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let data_dir = base_directory.join(format!("reportstore-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let server = Server::start(&data_dir);
+    let base = server.base_url.clone();
+    println!("server on {base}, data in {}", server.data_dir.display());
+
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(clients * 2)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        for tester in &testers {
+            let response = client
+                .post(format!("{base}/api/v1/register"))
+                .body(metabase_register_body(tester))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "register failed: {}",
+                response.status()
+            );
+        }
+
+        let (elapsed, latencies) = closed_loop(&client, &base, v3_requests, clients).await;
+        report_line(
+            &format!("v3, {clients} clients"),
+            latencies.len(),
+            elapsed,
+            &latencies,
+        );
+        let (elapsed, latencies) = closed_loop(&client, &base, metabase_requests, clients).await;
+        report_line(
+            &format!("metabase, {clients} clients"),
+            latencies.len(),
+            elapsed,
+            &latencies,
+        );
+        let count = rate_requests.len();
+        let started = Instant::now();
+        let latencies = open_loop(&client, &base, rate_requests, rate).await;
+        report_line(
+            &format!("open loop {rate}/s (mixed)"),
+            count,
+            started.elapsed(),
+            &latencies,
+        );
+    });
+
+    let peak_rss = server.peak_rss_bytes();
+    server.stop();
+    let on_disk = directory_bytes(&data_dir.join("store"));
+    println!(
+        "bytes on disk: {on_disk} for {total_reports} reports = {} B/report; raw JSON sent {raw_json_bytes} B = {:.1} % of raw",
+        on_disk / total_reports as u64,
+        on_disk as f64 * 100.0 / raw_json_bytes as f64
+    );
+    println!(
+        "server peak RSS (VmHWM): {:.1} MiB",
+        peak_rss as f64 / 1024.0 / 1024.0
+    );
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}

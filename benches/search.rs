@@ -1,0 +1,568 @@
+//! Full-text search benchmark: indexing throughput, index size, query latency (through tantivy
+//! directly, through the library, and over HTTP from a real `reportstore serve` process) and
+//! freshness under steady ingest.
+//!
+//! `cargo bench --bench search` runs, with reports from the deterministic generator:
+//! 1. store: `BENCH_SEARCH_REPORTS` reports (default 1,000,000) prepared by the v3 ingest path
+//!    (validation, canonical form, compression) and written through the committer, as the
+//!    server would;
+//! 2. index: the indexer catches up with the whole log (reports/s), then its merges finish;
+//!    size of the index on disk;
+//! 3. latency of a fixed query set, `BENCH_SEARCH_ITERATIONS` runs each (default 200):
+//!    `direct` is the same tantivy query with `(TopDocs, Count)` (aggregations for the
+//!    facet-only query), `library` is `SearchIndex::search` (facets, cursor, hits and snippets
+//!    read from sled), `http` is `GET /v3/search` on a server process;
+//! 4. freshness: an open-loop stream of `BENCH_FRESHNESS_RATE` v3 reports/s (default 1000) for
+//!    `BENCH_FRESHNESS_SECS` (default 20) against that server, while `/health` is polled every
+//!    5 ms; a report's lag is the time from its 201 to the first poll whose `indexed_seq`
+//!    covers it (its seq is read from the store afterwards).
+//!
+//! `BENCH_DIR` chooses where the data goes (default: the temp dir); `BENCH_KEEP` keeps it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reportstore::generator::ReportGenerator;
+use reportstore::index::{IndexerConfig, SearchIndex, SearchRequest, SortOrder, directory_size};
+use reportstore::ingest::v3::{V3Validator, prepare_v3_report};
+use reportstore::store::committer::{self, CommitterConfig, PreparedReport};
+use reportstore::store::{Protocol, Store, StoreConfig};
+use tantivy::aggregation::AggregationCollector;
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::{DateTime, Order};
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The fixed query set: (name, query-string parameters).
+const QUERIES: &[(&str, &[(&str, &str)])] = &[
+    ("rare phrase", &[("q", "\"Smartmatch is deprecated\"")]),
+    (
+        "filtered phrase",
+        &[("q", "\"Can't locate object method\""), ("grade", "fail")],
+    ),
+    (
+        "common term + grade + osname",
+        &[("q", "failed"), ("grade", "fail"), ("osname", "linux")],
+    ),
+    ("facet-only", &[("grade", "fail"), ("limit", "0")]),
+    (
+        "newest first + filter",
+        &[("osname", "darwin"), ("sort", "newest")],
+    ),
+];
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index]
+}
+
+fn milliseconds(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+fn encode(text: &str) -> String {
+    let mut encoded = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+fn query_pairs(parameters: &[(&str, &str)]) -> Vec<(String, String)> {
+    parameters
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// Writes `count` generated reports through the v3 ingest path and the committer.
+fn build_store(store: &Arc<Store>, count: usize, runtime: &tokio::runtime::Runtime) -> Duration {
+    let started = Instant::now();
+    let config = CommitterConfig {
+        queue_depth: 4096,
+        max_group_writes: 1024,
+        ..CommitterConfig::default()
+    };
+    let (committer, committer_thread) =
+        committer::spawn(Arc::clone(store), config).expect("committer");
+    let validator = Arc::new(V3Validator::new().expect("v3 schema"));
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<PreparedReport>(4096);
+    let producers = 2;
+    let mut producer_threads = Vec::new();
+    for producer in 0..producers {
+        let sender = sender.clone();
+        let validator = Arc::clone(&validator);
+        let share = count / producers + usize::from(producer < count % producers);
+        producer_threads.push(std::thread::spawn(move || {
+            let mut generator = ReportGenerator::new(1_000 + producer as u64);
+            let testers = generator.testers().to_vec();
+            for _ in 0..share {
+                let report = generator.next_report();
+                let body = serde_json::to_vec(&report.to_v3_document(&testers)).expect("json");
+                let prepared = prepare_v3_report(
+                    &validator,
+                    &body,
+                    None,
+                    Protocol::V3,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .expect("generated reports are valid");
+                if sender.blocking_send(prepared).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(sender);
+    let stored = Arc::new(AtomicUsize::new(0));
+    runtime.block_on(async {
+        let mut in_flight = tokio::task::JoinSet::new();
+        while let Some(prepared) = receiver.recv().await {
+            while in_flight.len() >= 2048 {
+                in_flight.join_next().await;
+            }
+            let client = committer.clone();
+            let stored = Arc::clone(&stored);
+            in_flight.spawn(async move {
+                loop {
+                    match client.put_report(prepared.clone()).await {
+                        Ok(_) => break,
+                        Err(reportstore::Error::Unavailable { .. }) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        Err(error) => panic!("store failed: {error}"),
+                    }
+                }
+                let done = stored.fetch_add(1, Ordering::Relaxed) + 1;
+                if done % 100_000 == 0 {
+                    println!("  {done} reports stored");
+                }
+            });
+        }
+        while in_flight.join_next().await.is_some() {}
+    });
+    for thread in producer_threads {
+        thread.join().expect("producer");
+    }
+    committer.stop_blocking();
+    drop(committer);
+    committer_thread.join().expect("committer thread");
+    started.elapsed()
+}
+
+/// Runs `work` `iterations` times after a short warm-up; sorted durations.
+fn measure(iterations: usize, mut work: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..5.min(iterations) {
+        work();
+    }
+    let mut durations = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        work();
+        durations.push(started.elapsed());
+    }
+    durations.sort();
+    durations
+}
+
+struct QueryFigures {
+    name: &'static str,
+    total: u64,
+    direct: Vec<Duration>,
+    library: Vec<Duration>,
+    http: Vec<Duration>,
+}
+
+fn facet_aggregations() -> Aggregations {
+    serde_json::from_value(serde_json::json!({
+        "grade": { "terms": { "field": "grade", "size": 50 } },
+        "osname": { "terms": { "field": "osname", "size": 50 } },
+        "perl": { "terms": { "field": "perl", "size": 50 } },
+        "dist": { "terms": { "field": "dist", "size": 50 } },
+    }))
+    .expect("aggregation request")
+}
+
+/// Direct (tantivy) and library latencies of the query set.
+fn measure_in_process(
+    search_index: &SearchIndex,
+    store: &Store,
+    iterations: usize,
+) -> Vec<QueryFigures> {
+    let fields = search_index.fields();
+    let mut figures = Vec::new();
+    for (name, parameters) in QUERIES {
+        let request =
+            SearchRequest::from_query_pairs(&query_pairs(parameters)).expect("valid query");
+        let query = request.to_query(&fields);
+        let limit = request.limit;
+        let direct = measure(iterations, || {
+            let searcher = search_index.searcher();
+            if limit == 0 {
+                let collector = (
+                    Count,
+                    AggregationCollector::from_aggs(facet_aggregations(), Default::default()),
+                );
+                let _ = searcher.search(query.as_ref(), &collector).expect("search");
+                return;
+            }
+            match request.sort {
+                SortOrder::Relevance => {
+                    let collector = (TopDocs::with_limit(limit).order_by_score(), Count);
+                    let _ = searcher.search(query.as_ref(), &collector).expect("search");
+                }
+                SortOrder::Newest => {
+                    let collector = (
+                        TopDocs::with_limit(limit)
+                            .order_by_fast_field::<DateTime>("created", Order::Desc),
+                        Count,
+                    );
+                    let _ = searcher.search(query.as_ref(), &collector).expect("search");
+                }
+            }
+        });
+        let mut total = 0;
+        let library = measure(iterations, || {
+            total = search_index.search(store, &request).expect("search").total;
+        });
+        figures.push(QueryFigures {
+            name,
+            total,
+            direct,
+            library,
+            http: Vec::new(),
+        });
+    }
+    figures
+}
+
+struct Server {
+    child: Child,
+    base_url: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let ready = data_dir.join("ready.addr");
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(env!("CARGO_BIN_EXE_reportstore"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("REPORTSTORE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start reportstore");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let base_url = loop {
+            if let Ok(address) = std::fs::read_to_string(&ready) {
+                break format!("http://{address}");
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Server { child, base_url }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn health(client: &reqwest::Client, base_url: &str) -> serde_json::Value {
+    client
+        .get(format!("{base_url}/health"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("health json")
+}
+
+async fn measure_http(
+    client: &reqwest::Client,
+    base_url: &str,
+    figures: &mut [QueryFigures],
+    iterations: usize,
+) {
+    for (figure, (_, parameters)) in figures.iter_mut().zip(QUERIES) {
+        let query: Vec<String> = parameters
+            .iter()
+            .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+            .collect();
+        let url = format!("{base_url}/v3/search?{}", query.join("&"));
+        let mut durations = Vec::with_capacity(iterations);
+        for round in 0..iterations + 5 {
+            let started = Instant::now();
+            let response = client.get(&url).send().await.expect("search request");
+            assert_eq!(response.status(), 200, "{url}");
+            let body = response.bytes().await.expect("search body");
+            if round >= 5 {
+                durations.push(started.elapsed());
+            }
+            if round == 0 {
+                let answer: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                assert_eq!(answer["total"], figure.total, "{url}: same total over HTTP");
+            }
+        }
+        durations.sort();
+        figure.http = durations;
+    }
+}
+
+/// Open-loop v3 ingest at `rate`/s for `seconds`, polling `/health` every 5 ms. Returns
+/// (report id, 201 time) and the polls (time, indexed_seq).
+async fn freshness_run(
+    client: &reqwest::Client,
+    base_url: &str,
+    rate: usize,
+    seconds: usize,
+) -> (
+    Vec<(uuid::Uuid, Instant)>,
+    Vec<(Instant, u64)>,
+    Vec<Duration>,
+) {
+    let mut generator = ReportGenerator::new(77);
+    let testers = generator.testers().to_vec();
+    let bodies: Vec<Vec<u8>> = (0..rate * seconds)
+        .map(|_| {
+            let mut document = generator.next_report().to_v3_document(&testers);
+            // New ids, so these never collide with the stored reports.
+            document["id"] = serde_json::Value::String(uuid::Uuid::new_v4().to_string());
+            serde_json::to_vec(&document).expect("json")
+        })
+        .collect();
+    let polling = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let (client, base_url, polling) =
+            (client.clone(), base_url.to_string(), Arc::clone(&polling));
+        tokio::spawn(async move {
+            let mut polls = Vec::new();
+            while polling.load(Ordering::Relaxed) {
+                let answer = health(&client, &base_url).await;
+                polls.push((
+                    Instant::now(),
+                    answer["index"]["indexed_seq"].as_u64().unwrap_or(0),
+                ));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            polls
+        })
+    };
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for (index, body) in bodies.into_iter().enumerate() {
+        let due = started + interval * index as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let (client, base_url) = (client.clone(), base_url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let response = client
+                .post(format!("{base_url}/v3/report"))
+                .body(body)
+                .send()
+                .await
+                .expect("post report");
+            assert_eq!(response.status(), 201);
+            let acknowledged = Instant::now();
+            let answer: serde_json::Value = response.json().await.expect("json");
+            let id = uuid::Uuid::parse_str(answer["id"].as_str().expect("id")).expect("uuid");
+            (id, acknowledged, acknowledged - due)
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    let mut ingest_latencies = Vec::new();
+    for task in tasks {
+        let (id, at, latency) = task.await.expect("post task");
+        acknowledged.push((id, at));
+        ingest_latencies.push(latency);
+    }
+    // Let the index catch up before the polls stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = health(client, base_url).await;
+        if answer["index"]["lag_entries"] == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    polling.store(false, Ordering::Relaxed);
+    let polls = poller.await.expect("poller");
+    ingest_latencies.sort();
+    (acknowledged, polls, ingest_latencies)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test --benches` passes nothing and expects
+    // no work.
+    if !std::env::args().any(|argument| argument == "--bench") {
+        return;
+    }
+    let report_count = env_number("BENCH_SEARCH_REPORTS", 1_000_000);
+    let iterations = env_number("BENCH_SEARCH_ITERATIONS", 200);
+    let freshness_rate = env_number("BENCH_FRESHNESS_RATE", 1000);
+    let freshness_secs = env_number("BENCH_FRESHNESS_SECS", 20);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let base_directory = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let data_dir = base_directory.join(format!("reportstore-search-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    println!(
+        "search benchmark: {report_count} generated reports, data in {}",
+        data_dir.display()
+    );
+
+    // 1. The store, written as the server writes it.
+    let store =
+        Arc::new(Store::open(&data_dir.join("store"), &StoreConfig::default()).expect("store"));
+    let store_time = build_store(&store, report_count, &runtime);
+    let last_seq = store.last_seq().expect("last seq");
+    assert_eq!(last_seq, report_count as u64);
+    println!(
+        "store: {report_count} reports generated, validated, compressed and committed in {:.1} s ({:.0} reports/s), sled {:.0} MiB",
+        store_time.as_secs_f64(),
+        report_count as f64 / store_time.as_secs_f64(),
+        store.size_on_disk().unwrap_or(0) as f64 / 1048576.0
+    );
+
+    // 2. The index, built by the indexer from the log.
+    let index_directory = data_dir.join("index");
+    let indexing_started = Instant::now();
+    let (search_index, mut indexer) =
+        SearchIndex::open(&index_directory, IndexerConfig::default()).expect("open index");
+    let indexed = indexer.catch_up(&store, last_seq).expect("indexing");
+    let indexing_time = indexing_started.elapsed();
+    indexer.finish().expect("merges");
+    let with_merges = indexing_started.elapsed();
+    drop(indexer);
+    let index_bytes = directory_size(&index_directory);
+    println!(
+        "index: {indexed} reports indexed in {:.1} s = {:.0} reports/s (merges done after {:.1} s: {:.0} reports/s); \
+         {:.0} MiB on disk = {:.0} B/report; {} segments",
+        indexing_time.as_secs_f64(),
+        indexed as f64 / indexing_time.as_secs_f64(),
+        with_merges.as_secs_f64(),
+        indexed as f64 / with_merges.as_secs_f64(),
+        index_bytes as f64 / 1048576.0,
+        index_bytes as f64 / indexed.max(1) as f64,
+        search_index.searcher().segment_readers().len(),
+    );
+
+    // 3a. Latency in process: tantivy directly, then the library's search.
+    let mut figures = measure_in_process(&search_index, &store, iterations);
+    drop(search_index);
+    drop(store);
+
+    // 3b. Latency over HTTP, and 4. freshness, against a real server process.
+    let server = Server::start(&data_dir);
+    let (acknowledged, polls, ingest_latencies) = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client");
+        let health = health(&client, &server.base_url).await;
+        assert_eq!(
+            health["index"]["indexed_seq"], last_seq,
+            "the server resumes from the index: {health}"
+        );
+        measure_http(&client, &server.base_url, &mut figures, iterations).await;
+        freshness_run(&client, &server.base_url, freshness_rate, freshness_secs).await
+    });
+    server.stop();
+
+    println!(
+        "\nquery latency, {iterations} runs each (ms); direct = tantivy (TopDocs + Count, or Count + terms \
+         aggregations for facet-only); library = SearchIndex::search (facets, cursor, hits and snippets from sled); \
+         http = GET /v3/search"
+    );
+    println!(
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
+        "query",
+        "total",
+        "direct50",
+        "direct99",
+        "lib50",
+        "lib99",
+        "http50",
+        "http99",
+        "http99/dir99"
+    );
+    for figure in &figures {
+        let direct_p99 = percentile(&figure.direct, 0.99);
+        let http_p99 = percentile(&figure.http, 0.99);
+        println!(
+            "{:<30} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2}",
+            figure.name,
+            figure.total,
+            milliseconds(percentile(&figure.direct, 0.5)),
+            milliseconds(direct_p99),
+            milliseconds(percentile(&figure.library, 0.5)),
+            milliseconds(percentile(&figure.library, 0.99)),
+            milliseconds(percentile(&figure.http, 0.5)),
+            milliseconds(http_p99),
+            http_p99.as_secs_f64() / direct_p99.as_secs_f64().max(1e-9),
+        );
+    }
+
+    // Freshness: each report's seq comes from the store, now that the server has stopped.
+    let store = Store::open(&data_dir.join("store"), &StoreConfig::default()).expect("store");
+    let mut lags = Vec::with_capacity(acknowledged.len());
+    for (id, acknowledged_at) in &acknowledged {
+        let seq = store.report_record(id).expect("read").expect("stored").seq;
+        let visible_at = polls
+            .iter()
+            .find(|(polled_at, indexed_seq)| *polled_at >= *acknowledged_at && *indexed_seq >= seq)
+            .map(|(polled_at, _)| *polled_at);
+        match visible_at {
+            Some(visible_at) => lags.push(visible_at - *acknowledged_at),
+            None => lags.push(Duration::from_secs(3600)),
+        }
+    }
+    lags.sort();
+    println!(
+        "\nfreshness at {freshness_rate} reports/s for {freshness_secs} s ({} reports; 201 -> searchable, /health polled every 5 ms): \
+         p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; ingest 201 latency p50 {:.1} ms, p99 {:.1} ms",
+        acknowledged.len(),
+        milliseconds(percentile(&lags, 0.5)),
+        milliseconds(percentile(&lags, 0.99)),
+        milliseconds(lags.last().copied().unwrap_or_default()),
+        milliseconds(percentile(&ingest_latencies, 0.5)),
+        milliseconds(percentile(&ingest_latencies, 0.99)),
+    );
+    drop(store);
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}

@@ -1,0 +1,93 @@
+//! Command-line and environment configuration of `reportstore serve`.
+//!
+//! Every setting is a flag with an environment variable (`REPORTSTORE_*`); flags win. Defaults
+//! run a working server with nothing else installed: data in `./reportstore-data`, listening on
+//! 127.0.0.1:8080.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::Limits;
+use crate::store::StoreConfig;
+use crate::store::committer::CommitterConfig;
+
+/// Settings of one server process.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Directory holding the store (created if missing).
+    #[arg(long, env = "REPORTSTORE_DATA_DIR", default_value = "reportstore-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "REPORTSTORE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes (real reports exceed 10 MB).
+    #[arg(long, env = "REPORTSTORE_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Writes that may wait for the committer; beyond it clients get 503 + Retry-After.
+    #[arg(long, env = "REPORTSTORE_QUEUE_DEPTH", default_value_t = 1024)]
+    pub queue_depth: usize,
+    /// Ingest requests parsed and compressed at once; beyond it clients get 503.
+    #[arg(long, env = "REPORTSTORE_MAX_INFLIGHT_INGEST", default_value_t = 256)]
+    pub max_inflight_ingest: usize,
+    /// sled page cache in MiB (sled measures on-disk page size; RSS is a multiple of it).
+    #[arg(long, env = "REPORTSTORE_CACHE_CAPACITY_MIB", default_value_t = 256)]
+    pub cache_capacity_mib: u64,
+    /// Whole-request deadline in seconds.
+    #[arg(long, env = "REPORTSTORE_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
+    pub request_timeout_secs: u64,
+    /// Seconds to let requests in flight finish after SIGTERM before closing connections.
+    #[arg(long, env = "REPORTSTORE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Once listening, write the bound address (`host:port`) to this file. With
+    /// `--listen 127.0.0.1:0` this is how scripts and tests learn the port.
+    #[arg(long, env = "REPORTSTORE_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    /// A configuration with the defaults above, for tests and embedding.
+    pub fn with_data_dir(data_dir: PathBuf, listen: SocketAddr) -> ServeConfig {
+        ServeConfig {
+            data_dir,
+            listen,
+            max_body_bytes: 32 * 1024 * 1024,
+            queue_depth: 1024,
+            max_inflight_ingest: 256,
+            cache_capacity_mib: 256,
+            request_timeout_secs: 120,
+            shutdown_grace_secs: 30,
+            ready_file: None,
+        }
+    }
+
+    /// The store settings.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            cache_capacity_bytes: self.cache_capacity_mib * 1024 * 1024,
+        }
+    }
+
+    /// The committer settings.
+    pub fn committer_config(&self) -> CommitterConfig {
+        CommitterConfig {
+            queue_depth: self.queue_depth,
+            ..CommitterConfig::default()
+        }
+    }
+
+    /// The HTTP limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_inflight_ingest: self.max_inflight_ingest,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            ..Limits::default()
+        }
+    }
+
+    /// Where sled keeps its files.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+}

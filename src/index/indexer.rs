@@ -1,0 +1,466 @@
+//! The indexer: the only owner of the `IndexWriter`, tailing the replication log on its own
+//! OS thread.
+//!
+//! It reads log entries after its cursor, never past the committer's durable seq, turns each
+//! `PutReport` into an index document (reading the report from sled), skips `PutUser`, and
+//! commits at least every [`IndexerConfig::commit_interval`] with the last indexed seq as the
+//! commit payload, then reloads the reader itself (`ReloadPolicy::Manual`) so the new reports
+//! are searchable as soon as the commit returns. After a crash, work since the last commit is
+//! simply redone from the payload's seq: the index needs no durability of its own.
+//!
+//! Nothing here runs on the async runtime: `add_document` may block when tantivy's queue is
+//! full, and commits take tens of milliseconds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tantivy::IndexWriter;
+use tantivy::indexer::IndexWriterOptions;
+use tokio::sync::watch;
+
+use super::schema::{ReportFields, SCHEMA_VERSION, full_text, index_document};
+use super::{CommitPayload, SearchIndex, index_error};
+use crate::error::{Error, Result};
+use crate::store::committer::now_ms;
+use crate::store::{LogEntry, LogOp, Store};
+
+/// tantivy refuses budgets below 15 MB per thread.
+const MINIMUM_MEMORY_BUDGET_BYTES: usize = 15_000_000;
+
+/// Settings of the indexer.
+#[derive(Debug, Clone)]
+pub struct IndexerConfig {
+    /// Longest time between a report becoming durable and the commit that makes it
+    /// searchable (plus the commit itself). Commits only happen when something was indexed.
+    pub commit_interval: Duration,
+    /// The commit interval while the indexer is far behind (a rebuild): fewer, larger
+    /// segments, still committed at least every second.
+    pub catch_up_commit_interval: Duration,
+    /// tantivy's indexing memory budget (one worker thread). A segment is flushed when it
+    /// fills; tantivy may briefly use about twice this.
+    pub memory_budget_bytes: usize,
+    /// Merge threads (tantivy's default of 4 is too many for a 2-core box).
+    pub merge_threads: usize,
+    /// Log entries read from sled per batch.
+    pub batch_entries: usize,
+    /// How often an idle indexer looks at the durable seq.
+    pub idle_poll: Duration,
+}
+
+impl Default for IndexerConfig {
+    fn default() -> Self {
+        IndexerConfig {
+            commit_interval: Duration::from_millis(500),
+            catch_up_commit_interval: Duration::from_secs(1),
+            memory_budget_bytes: 96 * 1024 * 1024,
+            merge_threads: 1,
+            batch_entries: 256,
+            idle_poll: Duration::from_millis(10),
+        }
+    }
+}
+
+impl IndexerConfig {
+    pub(crate) fn writer_options(&self) -> IndexWriterOptions {
+        IndexWriterOptions::builder()
+            .num_worker_threads(1)
+            .num_merge_threads(self.merge_threads.max(1))
+            .memory_budget_per_thread(self.memory_budget_bytes.max(MINIMUM_MEMORY_BUDGET_BYTES))
+            .build()
+    }
+}
+
+/// Owns the index writer. Created by [`SearchIndex::open`]; run it on its own thread with
+/// [`Indexer::spawn`], or drive it directly with [`Indexer::catch_up`] (offline rebuilds,
+/// benchmarks).
+pub struct Indexer {
+    index: SearchIndex,
+    writer: Option<IndexWriter>,
+    config: IndexerConfig,
+    /// The last seq handed to the writer (committed or not).
+    cursor: u64,
+    /// The seq in the last commit's payload.
+    committed_seq: u64,
+    /// SHA-256 (hex, 16 digits) of the entry at `cursor`, for the payload.
+    cursor_entry_sha256: String,
+    /// Reports added since the last commit.
+    pending_reports: u64,
+    /// Commit time of the oldest entry not yet committed, for the freshness measure.
+    oldest_pending_committed_at_ms: Option<i64>,
+    last_commit: Instant,
+}
+
+/// A running indexer thread.
+pub struct IndexerHandle {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl IndexerHandle {
+    /// Asks the indexer to commit what it has indexed, wait for merges and stop, and waits for
+    /// it. Blocking: call it from a blocking context, after the committer has stopped.
+    pub fn stop(self) -> Result<()> {
+        self.stop.store(true, Ordering::Release);
+        self.thread
+            .join()
+            .map_err(|_| Error::Internal("the indexer thread panicked".to_string()))?
+    }
+}
+
+fn entry_sha256_prefix(entry: &LogEntry) -> String {
+    entry.content_sha256[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+impl Indexer {
+    pub(crate) fn new(
+        index: SearchIndex,
+        writer: IndexWriter,
+        config: IndexerConfig,
+        payload: &CommitPayload,
+    ) -> Indexer {
+        Indexer {
+            index,
+            writer: Some(writer),
+            config,
+            cursor: payload.seq,
+            committed_seq: payload.seq,
+            cursor_entry_sha256: payload.entry.clone(),
+            pending_reports: 0,
+            oldest_pending_committed_at_ms: None,
+            last_commit: Instant::now(),
+        }
+    }
+
+    /// The seq of the last commit (what searches see).
+    pub fn committed_seq(&self) -> u64 {
+        self.committed_seq
+    }
+
+    /// Makes sure the index belongs to this store: its cursor must not be past the store's last
+    /// seq, and the entry at the cursor must have the hash the payload recorded. Otherwise (the
+    /// store was replaced or re-seeded) every document is deleted and indexing starts over.
+    pub fn verify_against_store(&mut self, store: &Store) -> Result<()> {
+        if self.cursor == 0 {
+            return Ok(());
+        }
+        let entry_at_cursor = store.log_entries(self.cursor - 1, 1)?.into_iter().next();
+        let matches = entry_at_cursor.as_ref().is_some_and(|entry| {
+            entry.seq == self.cursor && entry_sha256_prefix(entry) == self.cursor_entry_sha256
+        });
+        if matches {
+            return Ok(());
+        }
+        tracing::warn!(
+            index_seq = self.cursor,
+            store_last_seq = store.last_seq()?,
+            "search index does not match the store, rebuilding it"
+        );
+        let writer = self.writer_mut()?;
+        writer
+            .delete_all_documents()
+            .map_err(index_error("deleting all documents"))?;
+        self.cursor = 0;
+        self.cursor_entry_sha256.clear();
+        self.commit()?;
+        Ok(())
+    }
+
+    fn writer_mut(&mut self) -> Result<&mut IndexWriter> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| Error::Internal("the index writer is gone".to_string()))
+    }
+
+    /// Starts the indexer thread over `store`, following `durable_seq`.
+    pub fn spawn(
+        mut self,
+        store: Arc<Store>,
+        durable_seq: watch::Receiver<u64>,
+    ) -> Result<IndexerHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_requested = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("indexer".to_string())
+            .spawn(move || self.run(&store, &durable_seq, &stop_requested))
+            .map_err(|source| Error::Io {
+                path: "indexer thread".into(),
+                source,
+            })?;
+        Ok(IndexerHandle { stop, thread })
+    }
+
+    fn run(
+        &mut self,
+        store: &Store,
+        durable_seq: &watch::Receiver<u64>,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let index = self.index.clone();
+        let progress = &index.shared.progress;
+        progress.indexer_running.store(true, Ordering::Release);
+        tracing::info!(indexed_seq = self.committed_seq, "indexer started");
+        if let Err(error) = self.verify_against_store(store) {
+            tracing::error!(%error, "could not check the search index against the store");
+            self.index.record_error(&error);
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            let durable = *durable_seq.borrow();
+            let mut caught_up = self.cursor >= durable;
+            if !caught_up && !stopping {
+                match self.index_batch(store, durable) {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(100);
+                        caught_up = self.cursor >= durable;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, cursor = self.cursor, "indexing failed, retrying");
+                        self.index.record_error(&error);
+                        self.recover_after_failure();
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let has_uncommitted = self.cursor != self.committed_seq;
+            let far_behind =
+                durable.saturating_sub(self.cursor) > 4 * self.config.batch_entries as u64;
+            let interval = if far_behind {
+                self.config.catch_up_commit_interval
+            } else {
+                self.config.commit_interval
+            };
+            let commit_due =
+                has_uncommitted && (stopping || self.last_commit.elapsed() >= interval);
+            if commit_due && let Err(error) = self.commit() {
+                tracing::error!(%error, cursor = self.cursor, "index commit failed, retrying");
+                self.index.record_error(&error);
+                self.recover_after_failure();
+                if stopping {
+                    break;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            self.index.publish_lag(durable);
+            if stopping {
+                break;
+            }
+            if caught_up {
+                std::thread::sleep(self.config.idle_poll);
+            }
+        }
+        let result = self.finish();
+        progress.indexer_running.store(false, Ordering::Release);
+        tracing::info!(indexed_seq = self.committed_seq, "indexer stopped");
+        result
+    }
+
+    /// After a failed write or commit, the writer may have lost documents: start a new writer
+    /// and redo everything after the last commit.
+    fn recover_after_failure(&mut self) {
+        drop(self.writer.take());
+        match self
+            .index
+            .shared
+            .index
+            .writer_with_options(self.config.writer_options())
+        {
+            Ok(writer) => {
+                self.writer = Some(writer);
+                self.cursor = self.committed_seq;
+                self.pending_reports = 0;
+                self.oldest_pending_committed_at_ms = None;
+                if let Err(error) = self.refresh_cursor_hash_from_payload() {
+                    tracing::warn!(%error, "could not reread the index commit payload");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not reopen the index writer");
+            }
+        }
+    }
+
+    fn refresh_cursor_hash_from_payload(&mut self) -> Result<()> {
+        let metas = self
+            .index
+            .shared
+            .index
+            .load_metas()
+            .map_err(index_error("reading index metas"))?;
+        let payload = CommitPayload::parse(metas.payload.as_deref());
+        self.cursor = payload.seq;
+        self.committed_seq = payload.seq;
+        self.cursor_entry_sha256 = payload.entry;
+        Ok(())
+    }
+
+    /// Indexes the entries up to `up_to` (never past it) in one batch of at most
+    /// `batch_entries`.
+    fn index_batch(&mut self, store: &Store, up_to: u64) -> Result<()> {
+        if self.writer.is_none() {
+            self.recover_after_failure();
+        }
+        let wanted = (up_to - self.cursor).min(self.config.batch_entries as u64) as usize;
+        let entries = store.log_entries(self.cursor, wanted)?;
+        for entry in entries {
+            if entry.seq > up_to {
+                break;
+            }
+            if entry.seq != self.cursor + 1 {
+                tracing::error!(
+                    expected = self.cursor + 1,
+                    found = entry.seq,
+                    "gap in the replication log"
+                );
+            }
+            if entry.op == LogOp::PutReport {
+                self.add_report(store, &entry)?;
+            }
+            self.oldest_pending_committed_at_ms
+                .get_or_insert(entry.committed_at_ms);
+            self.cursor = entry.seq;
+            self.cursor_entry_sha256 = entry_sha256_prefix(&entry);
+        }
+        Ok(())
+    }
+
+    fn add_report(&mut self, store: &Store, entry: &LogEntry) -> Result<()> {
+        let stored = match store.report(&entry.id) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                tracing::error!(seq = entry.seq, id = %entry.id, "log entry names a report that is missing, not indexed");
+                self.index
+                    .shared
+                    .progress
+                    .skipped_reports
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(error @ Error::DataCorruption { .. }) => {
+                tracing::error!(seq = entry.seq, id = %entry.id, %error, "report does not decode, not indexed");
+                self.index
+                    .shared
+                    .progress
+                    .skipped_reports
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        let document: serde_json::Value = match serde_json::from_slice(&stored.document) {
+            Ok(document) => document,
+            Err(error) => {
+                tracing::error!(seq = entry.seq, id = %entry.id, %error, "stored document is not JSON, not indexed");
+                self.index
+                    .shared
+                    .progress
+                    .skipped_reports
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        let mut fields = ReportFields::from_document(&document, stored.record.received_at_ms);
+        if fields.id.is_empty() {
+            fields.id = entry.id.hyphenated().to_string();
+        }
+        let text = full_text(&document);
+        let index_fields = self.index.shared.fields;
+        let tantivy_document = index_document(&index_fields, &fields, entry.seq, &text);
+        self.writer_mut()?
+            .add_document(tantivy_document)
+            .map_err(index_error("adding a document"))?;
+        self.pending_reports += 1;
+        Ok(())
+    }
+
+    /// Commits with the cursor as payload and reloads the reader.
+    fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let payload = CommitPayload {
+            seq: self.cursor,
+            schema: SCHEMA_VERSION,
+            entry: self.cursor_entry_sha256.clone(),
+        }
+        .to_json();
+        let writer = self.writer_mut()?;
+        let mut prepared = writer
+            .prepare_commit()
+            .map_err(index_error("preparing a commit"))?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(index_error("committing"))?;
+        self.index
+            .shared
+            .reader
+            .reload()
+            .map_err(index_error("reloading the reader"))?;
+        let commit_micros = started.elapsed().as_micros() as u64;
+        let reports = self.pending_reports;
+        self.committed_seq = self.cursor;
+        self.pending_reports = 0;
+        self.last_commit = Instant::now();
+        let freshness_ms = self
+            .oldest_pending_committed_at_ms
+            .take()
+            .map(|committed_at_ms| (now_ms() - committed_at_ms).max(0));
+        self.index
+            .record_commit(self.committed_seq, reports, commit_micros, freshness_ms);
+        tracing::debug!(
+            indexed_seq = self.committed_seq,
+            reports,
+            commit_micros,
+            "index committed"
+        );
+        Ok(())
+    }
+
+    /// Indexes synchronously until the index holds everything up to `up_to`, committing at the
+    /// configured interval and at the end. Returns the number of reports added.
+    pub fn catch_up(&mut self, store: &Store, up_to: u64) -> Result<u64> {
+        let reports_before = self
+            .index
+            .shared
+            .progress
+            .documents_indexed
+            .load(Ordering::Relaxed);
+        while self.cursor < up_to {
+            self.index_batch(store, up_to)?;
+            if self.last_commit.elapsed() >= self.config.catch_up_commit_interval {
+                self.commit()?;
+            }
+        }
+        if self.cursor != self.committed_seq {
+            self.commit()?;
+        }
+        Ok(self
+            .index
+            .shared
+            .progress
+            .documents_indexed
+            .load(Ordering::Relaxed)
+            - reports_before)
+    }
+
+    /// Commits anything pending and waits for the merges in flight; consumes the writer.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.cursor != self.committed_seq && self.writer.is_some() {
+            self.commit()?;
+        }
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        writer
+            .wait_merging_threads()
+            .map_err(index_error("waiting for merges"))?;
+        self.index.refresh_segment_count();
+        Ok(())
+    }
+}

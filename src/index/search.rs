@@ -1,0 +1,551 @@
+//! Running a search: one collector pass over a reader snapshot, then the page's hits read
+//! back from sled with highlighted snippets.
+//!
+//! Snippets are cut from the same full text that was indexed (sled keeps it; the index does
+//! not) with the index's tokenizer, so highlights fall exactly where the query matched: a
+//! phrase is one highlight where its words appear in a row (`Foo::Bar`, `Segmentation fault`),
+//! and its words elsewhere are not highlighted. tantivy's `SnippetGenerator` highlights every
+//! occurrence of every term, which for Perl output marks each `Foo` and `Bar` separately.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
+use std::time::Instant;
+
+use tantivy::schema::{Field, Value};
+use tantivy::tokenizer::{TokenStream, Tokenizer};
+use tantivy::{Searcher, TantivyDocument, Term};
+use uuid::Uuid;
+
+use super::collector::{FACET_FIELDS, SearchCollector};
+use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
+use super::schema::{ReportFields, full_text, truncate_on_char_boundary};
+use super::tokenizer::{PerlOutputTokenizer, is_joiner_token};
+use super::{SearchIndex, index_error};
+use crate::error::Result;
+use crate::store::Store;
+
+/// Values listed per facet; the rest is summed in [`FacetCounts::other`].
+pub const FACET_VALUES_LIMIT: usize = 50;
+/// Longest snippet, in bytes of report text.
+pub const SNIPPET_MAX_BYTES: usize = 240;
+/// Only this much of a report's text is scanned for the snippet (very long reports).
+pub const SNIPPET_SCAN_BYTES: usize = 512 * 1024;
+
+/// The answer to a search.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SearchResponse {
+    /// Every report that matches, exactly (not only this page).
+    pub total: u64,
+    /// The order of `hits`.
+    pub sort: SortOrder,
+    /// This page.
+    pub hits: Vec<SearchHit>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// Counts over every matching report: `grade`, `osname`, `perl`, `dist`.
+    pub facets: BTreeMap<&'static str, FacetCounts>,
+    /// The log seq the answer reflects (reports after it are not included, also on later
+    /// pages of the same cursor).
+    pub indexed_seq: u64,
+    /// Time spent in the search, milliseconds.
+    pub took_ms: f64,
+}
+
+/// The counts of one facet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FacetCounts {
+    /// The most frequent values, most frequent first (ties by value).
+    pub values: Vec<FacetValue>,
+    /// Matching reports whose value is not listed (beyond [`FACET_VALUES_LIMIT`]).
+    pub other: u64,
+}
+
+/// One facet value and how many matching reports have it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FacetValue {
+    /// The value.
+    pub value: String,
+    /// Matching reports with it.
+    pub count: u64,
+}
+
+/// One hit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SearchHit {
+    /// The report id (`GET /v3/report/{id}`).
+    pub id: String,
+    /// Its log seq.
+    pub seq: u64,
+    /// `distribution.name`.
+    pub dist: String,
+    /// `distribution.version`.
+    pub version: String,
+    /// `distribution.author`.
+    pub author: String,
+    /// `result.grade`.
+    pub grade: String,
+    /// `environment.system.osname`.
+    pub osname: String,
+    /// `environment.system.osversion`.
+    pub osversion: String,
+    /// `environment.language.version`.
+    pub perl: String,
+    /// `environment.language.archname`.
+    pub arch: String,
+    /// `reporter.name` and `reporter.email`.
+    pub reporter: HitReporter,
+    /// `created`.
+    pub created: String,
+    /// The BM25 score (relevance order only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// Where the report matches.
+    pub snippet: HitSnippet,
+}
+
+/// Who sent a report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HitReporter {
+    /// `reporter.name`.
+    pub name: String,
+    /// `reporter.email`.
+    pub email: String,
+}
+
+/// A fragment of the report text with the matches marked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HitSnippet {
+    /// The fragment, as plain text.
+    pub text: String,
+    /// `[start, end)` of each match in `text`, in characters.
+    pub highlights: Vec<[usize; 2]>,
+    /// The fragment as HTML-escaped text with `<b>` around each match.
+    pub html: String,
+}
+
+fn escape_html(text: &str, output: &mut String) {
+    for character in text.chars() {
+        match character {
+            '&' => output.push_str("&amp;"),
+            '<' => output.push_str("&lt;"),
+            '>' => output.push_str("&gt;"),
+            '"' => output.push_str("&quot;"),
+            '\'' => output.push_str("&#x27;"),
+            other => output.push(other),
+        }
+    }
+}
+
+impl HitSnippet {
+    /// A snippet of `fragment` with byte ranges `highlighted` (sorted, not overlapping).
+    fn from_fragment(fragment: &str, highlighted: &[Range<usize>]) -> HitSnippet {
+        let mut html = String::with_capacity(fragment.len() + 16);
+        let mut highlights = Vec::with_capacity(highlighted.len());
+        let mut written = 0;
+        for range in highlighted {
+            if range.start < written || range.end > fragment.len() || range.start >= range.end {
+                continue;
+            }
+            escape_html(&fragment[written..range.start], &mut html);
+            html.push_str("<b>");
+            escape_html(&fragment[range.clone()], &mut html);
+            html.push_str("</b>");
+            let start_chars = fragment[..range.start].chars().count();
+            let length_chars = fragment[range.clone()].chars().count();
+            highlights.push([start_chars, start_chars + length_chars]);
+            written = range.end;
+        }
+        escape_html(&fragment[written..], &mut html);
+        HitSnippet {
+            text: fragment.to_string(),
+            highlights,
+            html,
+        }
+    }
+}
+
+/// Sorts ranges and merges the overlapping ones.
+fn merge_overlapping(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_by_key(|range| (range.start, range.end));
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        if let Some(last) = merged.last_mut()
+            && range.start < last.end
+        {
+            last.end = last.end.max(range.end);
+            continue;
+        }
+        merged.push(range);
+    }
+    merged
+}
+
+/// A term or phrase of the query, as the tokens it must match in a row.
+struct HighlightSequence {
+    tokens: Vec<String>,
+    /// Rarer sequences make better snippets: `1 / (1 + document frequency)` of its rarest word.
+    weight: f32,
+}
+
+/// One place where a sequence matches the text.
+#[derive(Debug, Clone)]
+struct TextMatch {
+    range: Range<usize>,
+    sequence: usize,
+}
+
+/// Most matches considered per report (a term on every line of a huge report).
+const MAX_MATCHES_PER_TEXT: usize = 2_000;
+/// Bytes of text shown before the first match of a snippet.
+const SNIPPET_CONTEXT_BYTES: usize = 48;
+
+/// Cuts snippets around the places where the query's terms and phrases match, using the
+/// index's tokenizer: a phrase is highlighted only where its words appear in a row, joiners
+/// included (`Foo::Bar`, not the `Foo` of `Foo/Bar.pm`).
+struct SnippetMaker {
+    sequences: Vec<HighlightSequence>,
+    longest: usize,
+}
+
+impl SnippetMaker {
+    fn new(
+        searcher: &Searcher,
+        text_field: Field,
+        sequences: Vec<Vec<String>>,
+    ) -> Result<SnippetMaker> {
+        let mut weighted = Vec::with_capacity(sequences.len());
+        'sequences: for tokens in sequences {
+            let mut weight: f32 = 0.0;
+            for token in tokens.iter().filter(|token| !is_joiner_token(token)) {
+                let document_frequency = searcher
+                    .doc_freq(&Term::from_field_text(text_field, token))
+                    .map_err(index_error("reading term frequencies"))?;
+                if document_frequency == 0 {
+                    // Matches no report: nothing to highlight.
+                    continue 'sequences;
+                }
+                weight = weight.max(1.0 / (1.0 + document_frequency as f32));
+            }
+            weighted.push(HighlightSequence { tokens, weight });
+        }
+        let longest = weighted
+            .iter()
+            .map(|sequence| sequence.tokens.len())
+            .max()
+            .unwrap_or(0);
+        Ok(SnippetMaker {
+            sequences: weighted,
+            longest,
+        })
+    }
+
+    fn find_matches(&self, text: &str) -> Vec<TextMatch> {
+        let mut matches = Vec::new();
+        if self.sequences.is_empty() {
+            return matches;
+        }
+        let mut tokenizer = PerlOutputTokenizer::default();
+        let mut stream = tokenizer.token_stream(text);
+        let mut window: VecDeque<(String, usize, usize)> =
+            VecDeque::with_capacity(self.longest + 1);
+        while stream.advance() {
+            let token = stream.token();
+            window.push_back((token.text.clone(), token.offset_from, token.offset_to));
+            if window.len() > self.longest {
+                window.pop_front();
+            }
+            for (sequence_index, sequence) in self.sequences.iter().enumerate() {
+                let length = sequence.tokens.len();
+                if window.len() < length {
+                    continue;
+                }
+                let first = window.len() - length;
+                let matched = window
+                    .iter()
+                    .skip(first)
+                    .zip(&sequence.tokens)
+                    .all(|((text, _, _), wanted)| text == wanted);
+                if matched {
+                    matches.push(TextMatch {
+                        range: window[first].1..token.offset_to,
+                        sequence: sequence_index,
+                    });
+                }
+            }
+            if matches.len() >= MAX_MATCHES_PER_TEXT {
+                break;
+            }
+        }
+        matches.sort_by_key(|text_match| (text_match.range.start, text_match.range.end));
+        matches
+    }
+
+    /// The fragment that shows the most (and the rarest) of the query's sequences.
+    fn snippet(&self, text: &str) -> HitSnippet {
+        let scanned = truncate_on_char_boundary(text, SNIPPET_SCAN_BYTES);
+        let matches = self.find_matches(scanned);
+        let Some(first_match) = matches.first() else {
+            let leading = truncate_on_char_boundary(text.trim_start(), SNIPPET_MAX_BYTES);
+            return HitSnippet::from_fragment(leading, &[]);
+        };
+        let budget = SNIPPET_MAX_BYTES - SNIPPET_CONTEXT_BYTES;
+        let mut best_anchor = first_match.range.start;
+        let mut best_score = f32::MIN;
+        let mut seen = vec![false; self.sequences.len()];
+        for (anchor_index, anchor) in matches.iter().enumerate() {
+            seen.iter_mut().for_each(|flag| *flag = false);
+            let mut score = 0.0;
+            for candidate in &matches[anchor_index..] {
+                if candidate.range.end > anchor.range.start + budget {
+                    break;
+                }
+                let weight = self.sequences[candidate.sequence].weight;
+                // A new sequence counts fully, a repeat a little.
+                score += if seen[candidate.sequence] {
+                    weight * 0.1
+                } else {
+                    weight
+                };
+                seen[candidate.sequence] = true;
+            }
+            if score > best_score {
+                best_score = score;
+                best_anchor = anchor.range.start;
+            }
+        }
+        // Start a little before the anchor, at the first word that begins in the context.
+        let mut start = best_anchor.saturating_sub(SNIPPET_CONTEXT_BYTES);
+        while !scanned.is_char_boundary(start) {
+            start += 1;
+        }
+        if let Some(space) = scanned[start..best_anchor].find(char::is_whitespace) {
+            start += space + 1;
+            while !scanned.is_char_boundary(start) {
+                start += 1;
+            }
+        }
+        let fragment = truncate_on_char_boundary(&scanned[start..], SNIPPET_MAX_BYTES);
+        let end = start + fragment.len();
+        let highlighted: Vec<Range<usize>> = matches
+            .iter()
+            .filter(|text_match| text_match.range.start >= start && text_match.range.end <= end)
+            .map(|text_match| text_match.range.start - start..text_match.range.end - start)
+            .collect();
+        HitSnippet::from_fragment(fragment, &merge_overlapping(highlighted))
+    }
+}
+
+fn top_facet_values(counts: Vec<(String, u64)>) -> FacetCounts {
+    let mut values: Vec<FacetValue> = counts
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(value, count)| FacetValue { value, count })
+        .collect();
+    values.sort_by(|left, right| {
+        right
+            .count
+            .cmp(&left.count)
+            .then_with(|| left.value.cmp(&right.value))
+    });
+    let other = values
+        .iter()
+        .skip(FACET_VALUES_LIMIT)
+        .map(|value| value.count)
+        .sum();
+    values.truncate(FACET_VALUES_LIMIT);
+    FacetCounts { values, other }
+}
+
+impl SearchIndex {
+    /// Answers `request` from the current snapshot (or the cursor's), reading hits from
+    /// `store`. Blocking: run it off the async runtime.
+    pub fn search(&self, store: &Store, request: &SearchRequest) -> Result<SearchResponse> {
+        let started = Instant::now();
+        let fields = self.fields();
+        let snapshot_seq = request
+            .cursor
+            .as_ref()
+            .map_or_else(|| self.indexed_seq(), |cursor| cursor.snapshot_seq);
+        // The seq is read before the searcher: the snapshot may hold more, never less.
+        let searcher = self.searcher();
+        let query = request.to_query(&fields);
+        let collector = SearchCollector {
+            sort: request.sort,
+            keep: request.offset + request.limit,
+            after: request.cursor.as_ref().map(|cursor| cursor.after),
+            snapshot_seq,
+            with_facets: true,
+        };
+        let fruit = searcher
+            .search(query.as_ref(), &collector)
+            .map_err(index_error("searching"))?;
+        let page: Vec<(SortKey, tantivy::DocAddress)> =
+            fruit.top.into_iter().skip(request.offset).collect();
+        let snippets = SnippetMaker::new(&searcher, fields.text, request.highlight_sequences())?;
+        let mut hits = Vec::with_capacity(page.len());
+        for (key, address) in &page {
+            let stored: TantivyDocument = searcher
+                .doc(*address)
+                .map_err(index_error("reading a hit"))?;
+            let Some(id_text) = stored
+                .get_first(fields.id)
+                .and_then(|value| value.as_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let Ok(id) = Uuid::parse_str(&id_text) else {
+                tracing::warn!(id = %id_text, "indexed report id is not a uuid");
+                continue;
+            };
+            let Some(report) = store.report(&id)? else {
+                tracing::warn!(%id, "indexed report is missing from the store");
+                continue;
+            };
+            let document: serde_json::Value =
+                serde_json::from_slice(&report.document).map_err(|error| {
+                    crate::error::Error::corruption(format!("document {id}"), error.to_string())
+                })?;
+            let report_fields =
+                ReportFields::from_document(&document, report.record.received_at_ms);
+            let snippet = snippets.snippet(&full_text(&document));
+            hits.push(SearchHit {
+                id: id.hyphenated().to_string(),
+                seq: key.seq,
+                dist: report_fields.dist,
+                version: report_fields.version,
+                author: report_fields.author,
+                grade: report_fields.grade,
+                osname: report_fields.osname,
+                osversion: report_fields.osversion,
+                perl: report_fields.perl,
+                arch: report_fields.arch,
+                reporter: HitReporter {
+                    name: report_fields.reporter_name,
+                    email: report_fields.reporter_email,
+                },
+                created: report_fields.created,
+                score: (request.sort == SortOrder::Relevance).then_some(key.primary as f32),
+                snippet,
+            });
+        }
+        let shown = (request.offset + page.len()) as u64;
+        let next_cursor = match page.last() {
+            Some((last_key, _)) if fruit.after_cursor > shown => Some(
+                Cursor {
+                    after: *last_key,
+                    snapshot_seq,
+                    returned: request.cursor.as_ref().map_or(0, |cursor| cursor.returned) + shown,
+                }
+                .encode(&request.fingerprint()),
+            ),
+            _ => None,
+        };
+        let mut facets = BTreeMap::new();
+        let mut facet_lists: HashMap<&'static str, Vec<(String, u64)>> =
+            FACET_FIELDS.into_iter().zip(fruit.facets).collect();
+        for field_name in FACET_FIELDS {
+            facets.insert(
+                field_name,
+                top_facet_values(facet_lists.remove(field_name).unwrap_or_default()),
+            );
+        }
+        let took = started.elapsed();
+        metrics::histogram!("reportstore_search_seconds").record(took.as_secs_f64());
+        Ok(SearchResponse {
+            total: fruit.total,
+            sort: request.sort,
+            hits,
+            next_cursor,
+            facets,
+            indexed_seq: snapshot_seq,
+            took_ms: took.as_secs_f64() * 1000.0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_highlights_are_merged() {
+        assert_eq!(
+            merge_overlapping(vec![12..15, 7..15, 20..23, 7..10]),
+            vec![7..15, 20..23]
+        );
+        let snippet = HitSnippet::from_fragment("locate Foo::Bar in @INC", &[7..15, 20..23]);
+        assert_eq!(snippet.html, "locate <b>Foo::Bar</b> in @<b>INC</b>");
+        assert_eq!(snippet.highlights, vec![[7, 15], [20, 23]]);
+    }
+
+    #[test]
+    fn phrases_match_words_in_a_row_only() {
+        let maker = SnippetMaker {
+            sequences: vec![
+                HighlightSequence {
+                    tokens: vec!["foo".into(), "::".into(), "bar".into()],
+                    weight: 1.0,
+                },
+                HighlightSequence {
+                    tokens: vec!["inc".into()],
+                    weight: 0.5,
+                },
+            ],
+            longest: 3,
+        };
+        let text = "Can't locate Foo/Bar.pm in @INC (you may need to install the Foo::Bar module)";
+        let snippet = maker.snippet(text);
+        let marked: Vec<String> = snippet
+            .highlights
+            .iter()
+            .map(|[start, end]| {
+                snippet
+                    .text
+                    .chars()
+                    .skip(*start)
+                    .take(end - start)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(marked, ["INC", "Foo::Bar"]);
+        let far = format!("{}\nFoo::Bar here", "filler words ".repeat(100));
+        let snippet = maker.snippet(&far);
+        assert!(
+            snippet.text.ends_with("Foo::Bar here") && snippet.text.len() > 40,
+            "{:?}",
+            snippet.text
+        );
+        assert!(
+            snippet.text.starts_with("filler") || snippet.text.starts_with("words"),
+            "{:?}",
+            snippet.text
+        );
+        assert!(snippet.html.contains("<b>Foo::Bar</b> here"));
+    }
+
+    #[test]
+    fn snippets_count_characters_and_escape_html() {
+        let snippet = HitSnippet::from_fragment("élève <fail>", &[Range { start: 9, end: 13 }]);
+        assert_eq!(snippet.highlights, vec![[7, 11]]);
+        assert_eq!(snippet.html, "élève &lt;<b>fail</b>&gt;");
+    }
+
+    #[test]
+    fn facet_values_are_ordered_and_capped() {
+        let mut counts: Vec<(String, u64)> =
+            (0..60).map(|index| (format!("v{index:02}"), 1)).collect();
+        counts.push(("top".to_string(), 5));
+        let facet = top_facet_values(counts);
+        assert_eq!(
+            facet.values[0],
+            FacetValue {
+                value: "top".to_string(),
+                count: 5
+            }
+        );
+        assert_eq!(facet.values[1].value, "v00");
+        assert_eq!(facet.values.len(), FACET_VALUES_LIMIT);
+        assert_eq!(facet.other, 11);
+    }
+}

@@ -1,0 +1,173 @@
+//! Wiring one node together and running it until a shutdown signal.
+//!
+//! Shutdown order matters for durability: stop accepting connections and let requests in
+//! flight finish (bounded by a grace period); drop the router so the last committer client
+//! goes away; the committer finishes its group and flushes; the indexer commits what it
+//! indexed and waits for its merges; then sled is flushed once more and dropped. A request that got its 201 was already on disk before any of this.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::api::{self, AppState};
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::index::{IndexerConfig, IndexerHandle, SearchIndex};
+use crate::store::Store;
+use crate::store::committer::{self, CommitterClient};
+
+/// An opened store with its committer and its indexer running.
+pub struct Node {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The committer's queue.
+    pub committer: CommitterClient,
+    /// The full-text search index, fed by the indexer thread.
+    pub search: SearchIndex,
+    committer_thread: JoinHandle<()>,
+    indexer: IndexerHandle,
+}
+
+impl Node {
+    /// Opens the store and the search index, and starts the committer and the indexer.
+    pub fn open(config: &ServeConfig) -> Result<Node> {
+        let store = Arc::new(Store::open(&config.store_dir(), &config.store_config())?);
+        tracing::info!(
+            path = %config.store_dir().display(),
+            existing = store.was_recovered(),
+            last_seq = store.last_seq()?,
+            "store opened"
+        );
+        let (search, indexer) =
+            SearchIndex::open(&config.data_dir.join("index"), IndexerConfig::default())?;
+        let (committer, committer_thread) =
+            committer::spawn(Arc::clone(&store), config.committer_config())?;
+        let indexer = indexer.spawn(Arc::clone(&store), committer.durable_seq())?;
+        Ok(Node {
+            store,
+            committer,
+            search,
+            committer_thread,
+            indexer,
+        })
+    }
+
+    /// Stops the committer after the writes already queued, then flushes the store. Clients
+    /// still holding a `CommitterClient` get 503 for later writes.
+    pub fn close(self) -> Result<()> {
+        let Node {
+            store,
+            committer,
+            search,
+            committer_thread,
+            indexer,
+        } = self;
+        committer.stop_blocking();
+        drop(committer);
+        committer_thread
+            .join()
+            .map_err(|_| Error::Internal("the committer thread panicked".to_string()))?;
+        // After the committer: the index commits what it has, then waits for its merges.
+        let indexer_stopped = indexer.stop();
+        drop(search);
+        store.flush()?;
+        indexer_stopped
+    }
+}
+
+/// Runs a node on `config.listen` until `shutdown` resolves, then shuts down in order.
+/// `on_listening` gets the bound address (useful with port 0).
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr) + Send,
+) -> Result<()> {
+    let node = Node::open(&config)?;
+    let state = AppState::new(
+        Arc::clone(&node.store),
+        node.committer.clone(),
+        node.search.clone(),
+        config.limits(),
+    )?;
+    let app = api::router(state);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Io {
+            path: format!("listen address {}", config.listen).into(),
+            source,
+        })?;
+    let local_address = listener.local_addr().map_err(|source| Error::Io {
+        path: "listen socket".into(),
+        source,
+    })?;
+    tracing::info!(listen = %local_address, data_dir = %config.data_dir.display(), "reportstore listening");
+    if let Some(ready_file) = &config.ready_file {
+        // Write then rename, so a reader never sees a half-written address.
+        let partial = ready_file.with_extension("partial");
+        std::fs::write(&partial, local_address.to_string())
+            .and_then(|()| std::fs::rename(&partial, ready_file))
+            .map_err(|source| Error::Io {
+                path: ready_file.clone(),
+                source,
+            })?;
+    }
+    on_listening(local_address);
+
+    let (signalled_sender, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled_sender.send(());
+        tracing::info!("shutdown requested, finishing requests in flight");
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let server = tokio::spawn(async move { server.await });
+    let mut server = server;
+    tokio::select! {
+        result = &mut server => {
+            result
+                .map_err(|error| Error::Internal(format!("server task failed: {error}")))?
+                .map_err(|source| Error::Io { path: "http server".into(), source })?;
+        }
+        _ = async {
+            let _ = signalled.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over, closing remaining connections");
+            server.abort();
+        }
+    }
+    let close = tokio::task::spawn_blocking(move || node.close());
+    close
+        .await
+        .map_err(|error| Error::Internal(format!("shutdown task failed: {error}")))??;
+    tracing::info!("reportstore stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

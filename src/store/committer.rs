@@ -1,0 +1,588 @@
+//! The committer: the only writer to sled.
+//!
+//! Handlers send prepared (validated, compressed) writes into a bounded queue. One OS thread
+//! takes whatever is waiting (a *group*), gives every new item the next sequence number,
+//! writes documents, log entries and `m/last_seq` in one atomic `apply_batch`, calls
+//! `flush()` once, and only then answers each waiting request. A crash before the flush loses
+//! only requests that were never answered; a 201 always means "on disk".
+//!
+//! While one group is being flushed the next one queues up, so the fsync cost is shared by
+//! everything that arrived meanwhile: throughput rises with load instead of collapsing.
+//!
+//! A full queue is answered at once with [`Error::Unavailable`] (HTTP 503 + `Retry-After`),
+//! never by buffering without bound.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::derived::{DerivedGroup, ReportSummary};
+use super::{
+    LogEntry, LogOp, META_LAST_SEQ, Protocol, ReportRecord, Store, UserRecord, fact_key, log_key,
+    report_key, user_key,
+};
+use crate::error::{Error, Result};
+
+/// A report ready to be written: validated, converted and compressed by the ingest path.
+#[derive(Debug, Clone)]
+pub struct PreparedReport {
+    /// The report id (the Metabase GUID for legacy submissions).
+    pub id: Uuid,
+    /// How it arrived.
+    pub protocol: Protocol,
+    /// SHA-256 of the canonical submitted content, for idempotency.
+    pub content_sha256: [u8; 32],
+    /// Server receive time, Unix milliseconds.
+    pub received_at_ms: i64,
+    /// The compressed canonical v3 document.
+    pub document_frame: Vec<u8>,
+    /// The compressed original Metabase fact, for legacy submissions.
+    pub fact_frame: Option<Vec<u8>>,
+    /// The report's summary row. Its `seq` is ignored: the committer assigns it.
+    pub summary: ReportSummary,
+}
+
+impl PreparedReport {
+    fn approximate_bytes(&self) -> usize {
+        self.document_frame.len() + self.fact_frame.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// What happened to a report write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutReportOutcome {
+    /// Newly stored under this sequence number.
+    Stored {
+        /// The report's log sequence number.
+        seq: u64,
+    },
+    /// The same id with the same content was already stored: nothing was written.
+    AlreadyStored {
+        /// The sequence number it was stored under.
+        seq: u64,
+    },
+}
+
+/// What happened to a user registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutUserOutcome {
+    /// Stored under this sequence number.
+    Stored {
+        /// The registration's log sequence number.
+        seq: u64,
+    },
+    /// The user exists and `replace_existing` was false: nothing was written.
+    AlreadyExists,
+}
+
+enum WriteRequest {
+    Report {
+        // Boxed: a prepared report is large and the queue holds many requests.
+        report: Box<PreparedReport>,
+        reply: oneshot::Sender<Result<PutReportOutcome>>,
+    },
+    User {
+        user: UserRecord,
+        replace_existing: bool,
+        reply: oneshot::Sender<Result<PutUserOutcome>>,
+    },
+    /// Commit what came before, then stop. Writes queued after it are refused.
+    Stop,
+}
+
+/// Limits of the committer.
+#[derive(Debug, Clone)]
+pub struct CommitterConfig {
+    /// Writes that may wait in the queue; beyond it clients get 503.
+    pub queue_depth: usize,
+    /// Most writes in one group (one atomic batch, one fsync).
+    pub max_group_writes: usize,
+    /// Most compressed bytes in one group; a group stops growing past it.
+    pub max_group_bytes: usize,
+}
+
+impl Default for CommitterConfig {
+    fn default() -> Self {
+        CommitterConfig {
+            queue_depth: 1024,
+            max_group_writes: 512,
+            max_group_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Counters the committer keeps for `/health` and metrics.
+#[derive(Debug, Default)]
+pub struct CommitterStats {
+    /// Groups committed.
+    pub groups: AtomicU64,
+    /// Log entries written.
+    pub entries_written: AtomicU64,
+    /// Writes answered as duplicates.
+    pub duplicates: AtomicU64,
+    /// Duration of the last `flush()`, microseconds.
+    pub last_flush_micros: AtomicU64,
+    /// Size of the last group.
+    pub last_group_size: AtomicU64,
+    /// Groups whose write or flush failed.
+    pub failed_groups: AtomicU64,
+}
+
+/// The handle handlers use to submit writes. Cheap to clone; when every clone is dropped the
+/// committer finishes the group in flight and its thread ends.
+#[derive(Clone)]
+pub struct CommitterClient {
+    sender: mpsc::Sender<WriteRequest>,
+    durable_seq: watch::Receiver<u64>,
+    queue_depth: usize,
+    stats: Arc<CommitterStats>,
+}
+
+impl CommitterClient {
+    /// Queues a report and waits until it is durable (or found to be a duplicate).
+    pub async fn put_report(&self, report: PreparedReport) -> Result<PutReportOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(WriteRequest::Report {
+            report: Box::new(report),
+            reply,
+        })?;
+        answer.await.map_err(|_| committer_gone())?
+    }
+
+    /// Queues a user registration and waits until it is durable.
+    pub async fn put_user(
+        &self,
+        user: UserRecord,
+        replace_existing: bool,
+    ) -> Result<PutUserOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(WriteRequest::User {
+            user,
+            replace_existing,
+            reply,
+        })?;
+        answer.await.map_err(|_| committer_gone())?
+    }
+
+    fn enqueue(&self, request: WriteRequest) -> Result<()> {
+        self.sender.try_send(request).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => Error::Unavailable {
+                message: format!(
+                    "the ingest queue is full ({} writes waiting); retry shortly",
+                    self.queue_depth
+                ),
+                retry_after_secs: 1,
+            },
+            mpsc::error::TrySendError::Closed(_) => committer_gone(),
+        })
+    }
+
+    /// Writes waiting in the queue now.
+    pub fn queue_len(&self) -> usize {
+        self.queue_depth - self.sender.capacity()
+    }
+
+    /// Asks the committer to finish what is queued and stop, and waits until the request is
+    /// queued (blocking: call from a blocking context). Later writes are refused with 503.
+    pub fn stop_blocking(&self) {
+        // An error means the committer is already gone, which is what we want.
+        let _ = self.sender.blocking_send(WriteRequest::Stop);
+    }
+
+    /// Whether the committer has stopped taking writes.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// The configured queue depth.
+    pub fn queue_depth(&self) -> usize {
+        self.queue_depth
+    }
+
+    /// The highest sequence number known to be flushed to disk. Readers that expose the log
+    /// (the change feed, the indexer) must not go past it.
+    pub fn durable_seq(&self) -> watch::Receiver<u64> {
+        self.durable_seq.clone()
+    }
+
+    /// The committer's counters.
+    pub fn stats(&self) -> &CommitterStats {
+        &self.stats
+    }
+}
+
+fn committer_gone() -> Error {
+    Error::Unavailable {
+        message: "the server is shutting down".to_string(),
+        retry_after_secs: 5,
+    }
+}
+
+/// Starts the committer thread over `store`. Returns the client and the thread handle; join the
+/// handle after dropping every client to be sure the last group reached the disk.
+pub fn spawn(
+    store: Arc<Store>,
+    config: CommitterConfig,
+) -> Result<(CommitterClient, JoinHandle<()>)> {
+    let last_seq = store.last_seq()?;
+    let term = store.term()?;
+    let last_committed_at_ms = store
+        .log_entries(last_seq.saturating_sub(1), 1)?
+        .first()
+        .map_or(0, |entry| entry.committed_at_ms);
+    let (sender, receiver) = mpsc::channel(config.queue_depth.max(1));
+    let (durable_sender, durable_seq) = watch::channel(last_seq);
+    let stats = Arc::new(CommitterStats::default());
+    let mut committer = Committer {
+        store,
+        config: config.clone(),
+        last_seq,
+        last_committed_at_ms,
+        term,
+        durable: durable_sender,
+        stats: Arc::clone(&stats),
+    };
+    let thread = std::thread::Builder::new()
+        .name("committer".to_string())
+        .spawn(move || committer.run(receiver))
+        .map_err(|source| Error::Io {
+            path: "committer thread".into(),
+            source,
+        })?;
+    Ok((
+        CommitterClient {
+            sender,
+            durable_seq,
+            queue_depth: config.queue_depth.max(1),
+            stats,
+        },
+        thread,
+    ))
+}
+
+struct Committer {
+    store: Arc<Store>,
+    config: CommitterConfig,
+    last_seq: u64,
+    last_committed_at_ms: i64,
+    term: u64,
+    durable: watch::Sender<u64>,
+    stats: Arc<CommitterStats>,
+}
+
+enum Reply {
+    Report(
+        oneshot::Sender<Result<PutReportOutcome>>,
+        Result<PutReportOutcome>,
+    ),
+    User(
+        oneshot::Sender<Result<PutUserOutcome>>,
+        Result<PutUserOutcome>,
+    ),
+}
+
+impl Committer {
+    fn run(&mut self, mut receiver: mpsc::Receiver<WriteRequest>) {
+        tracing::info!(
+            last_seq = self.last_seq,
+            term = self.term,
+            "committer started"
+        );
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = receiver.blocking_recv() else {
+                break;
+            };
+            if matches!(first, WriteRequest::Stop) {
+                break;
+            }
+            let mut group_bytes = request_bytes(&first);
+            let mut group = vec![first];
+            while group.len() < self.config.max_group_writes
+                && group_bytes < self.config.max_group_bytes
+            {
+                match receiver.try_recv() {
+                    Ok(WriteRequest::Stop) => {
+                        stopping = true;
+                        break;
+                    }
+                    Ok(request) => {
+                        group_bytes += request_bytes(&request);
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        // Dropping the receiver refuses whatever is still queued: those clients were never
+        // told their report was stored.
+        receiver.close();
+        tracing::info!(last_seq = self.last_seq, "committer stopped");
+    }
+
+    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+        let group_size = group.len();
+        let mut batch = sled::Batch::default();
+        let mut next_seq = self.last_seq;
+        let mut replies = Vec::with_capacity(group_size);
+        let mut written_in_group: HashMap<Uuid, (u64, [u8; 32])> = HashMap::new();
+        let mut derived = DerivedGroup::default();
+        // Commit times never go backwards, even if the wall clock does: "changed since T"
+        // reads find their starting seq by binary search over them.
+        let committed_at_ms = now_ms().max(self.last_committed_at_ms);
+
+        for request in group {
+            match request {
+                WriteRequest::Report { report, reply } => {
+                    let outcome = self.stage_report(
+                        &report,
+                        &mut batch,
+                        &mut derived,
+                        &mut next_seq,
+                        &mut written_in_group,
+                        committed_at_ms,
+                    );
+                    replies.push(Reply::Report(reply, outcome));
+                }
+                // `run` ends the group at a stop request; nothing to write for it.
+                WriteRequest::Stop => {}
+                WriteRequest::User {
+                    user,
+                    replace_existing,
+                    reply,
+                } => {
+                    let outcome = self.stage_user(
+                        &user,
+                        replace_existing,
+                        &mut batch,
+                        &mut next_seq,
+                        committed_at_ms,
+                    );
+                    replies.push(Reply::User(reply, outcome));
+                }
+            }
+        }
+
+        if next_seq == self.last_seq {
+            // Only duplicates or refusals: nothing to write, but answer after any earlier
+            // failed flush has been retried so "already stored" also means "on disk".
+            if let Err(error) = self.flush_if_behind() {
+                fail_all(replies, &error);
+                return;
+            }
+            answer_all(replies);
+            return;
+        }
+
+        if let Err(error) = derived.finish(&mut batch) {
+            self.stats.failed_groups.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, group_size, "derived rows could not be staged");
+            fail_all(replies, &error);
+            return;
+        }
+        batch.insert(META_LAST_SEQ, &next_seq.to_be_bytes());
+        if let Err(error) = self.store.db().apply_batch(batch) {
+            // The batch is atomic: nothing of it is visible, so the sequence does not advance.
+            self.stats.failed_groups.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, group_size, "group commit failed");
+            fail_all(replies, &Error::storage("group commit", error));
+            return;
+        }
+        self.last_seq = next_seq;
+        self.last_committed_at_ms = committed_at_ms;
+        let flush_started = Instant::now();
+        if let Err(error) = self.store.flush() {
+            // The batch is applied in memory; a later successful flush persists it in order.
+            // Until then nothing in it is durable, so nobody is told it is.
+            self.stats.failed_groups.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, group_size, "flush failed, group not acknowledged");
+            fail_all(replies, &error);
+            return;
+        }
+        let flush_micros = flush_started.elapsed().as_micros() as u64;
+        self.stats
+            .last_flush_micros
+            .store(flush_micros, Ordering::Relaxed);
+        self.stats
+            .last_group_size
+            .store(group_size as u64, Ordering::Relaxed);
+        self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        self.durable.send_replace(self.last_seq);
+        tracing::debug!(
+            last_seq = self.last_seq,
+            group_size,
+            flush_micros,
+            "group committed"
+        );
+        answer_all(replies);
+    }
+
+    fn flush_if_behind(&mut self) -> Result<()> {
+        if *self.durable.borrow() == self.last_seq {
+            return Ok(());
+        }
+        self.store.flush()?;
+        self.durable.send_replace(self.last_seq);
+        Ok(())
+    }
+
+    fn stage_report(
+        &mut self,
+        report: &PreparedReport,
+        batch: &mut sled::Batch,
+        derived: &mut DerivedGroup,
+        next_seq: &mut u64,
+        written_in_group: &mut HashMap<Uuid, (u64, [u8; 32])>,
+        committed_at_ms: i64,
+    ) -> Result<PutReportOutcome> {
+        let existing = match written_in_group.get(&report.id) {
+            Some(identity) => Some(*identity),
+            None => self.stored_identity(&report.id)?,
+        };
+        if let Some((seq, content_sha256)) = existing {
+            if content_sha256 != report.content_sha256 {
+                return Err(Error::Conflict(format!(
+                    "report {} already exists with different content; reports are immutable",
+                    report.id
+                )));
+            }
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Ok(PutReportOutcome::AlreadyStored { seq });
+        }
+        let seq = *next_seq + 1;
+        let mut summary = report.summary.clone();
+        summary.seq = seq;
+        // Derived rows first: they are the only fallible part, and they stage nothing on error.
+        derived.add_report(self.store.db(), batch, &summary)?;
+        *next_seq = seq;
+        let record = ReportRecord {
+            seq,
+            received_at_ms: report.received_at_ms,
+            protocol: report.protocol,
+            has_fact: report.fact_frame.is_some(),
+            content_sha256: report.content_sha256,
+            document_frame: report.document_frame.clone(),
+        };
+        batch.insert(&report_key(&report.id), record.encode());
+        if let Some(fact_frame) = &report.fact_frame {
+            batch.insert(&fact_key(&report.id), fact_frame.as_slice());
+        }
+        let entry = LogEntry {
+            seq,
+            term: self.term,
+            op: LogOp::PutReport,
+            id: report.id,
+            content_sha256: report.content_sha256,
+            committed_at_ms,
+        };
+        batch.insert(&log_key(seq), &entry.encode()[..]);
+        written_in_group.insert(report.id, (seq, report.content_sha256));
+        self.stats.entries_written.fetch_add(1, Ordering::Relaxed);
+        Ok(PutReportOutcome::Stored { seq })
+    }
+
+    fn stored_identity(&self, id: &Uuid) -> Result<Option<(u64, [u8; 32])>> {
+        let Some(bytes) = self
+            .store
+            .db()
+            .get(report_key(id))
+            .map_err(|e| Error::storage("duplicate check", e))?
+        else {
+            return Ok(None);
+        };
+        ReportRecord::decode_identity(&bytes)
+            .map(Some)
+            .map_err(|detail| Error::corruption(format!("report {id}"), detail))
+    }
+
+    fn stage_user(
+        &mut self,
+        user: &UserRecord,
+        replace_existing: bool,
+        batch: &mut sled::Batch,
+        next_seq: &mut u64,
+        committed_at_ms: i64,
+    ) -> Result<PutUserOutcome> {
+        let exists = self
+            .store
+            .db()
+            .contains_key(user_key(&user.guid))
+            .map_err(|e| Error::storage("user lookup", e))?;
+        if exists && !replace_existing {
+            return Ok(PutUserOutcome::AlreadyExists);
+        }
+        let bytes = serde_json::to_vec(user)
+            .map_err(|error| Error::Internal(format!("serialising user: {error}")))?;
+        *next_seq += 1;
+        let seq = *next_seq;
+        let entry = LogEntry {
+            seq,
+            term: self.term,
+            op: LogOp::PutUser,
+            id: user.guid,
+            content_sha256: Sha256::digest(&bytes).into(),
+            committed_at_ms,
+        };
+        batch.insert(&user_key(&user.guid), bytes);
+        batch.insert(&log_key(seq), &entry.encode()[..]);
+        self.stats.entries_written.fetch_add(1, Ordering::Relaxed);
+        Ok(PutUserOutcome::Stored { seq })
+    }
+}
+
+fn request_bytes(request: &WriteRequest) -> usize {
+    match request {
+        WriteRequest::Report { report, .. } => report.approximate_bytes(),
+        WriteRequest::User { .. } | WriteRequest::Stop => 512,
+    }
+}
+
+fn answer_all(replies: Vec<Reply>) {
+    for reply in replies {
+        // A client that went away no longer needs its answer; its write stands.
+        match reply {
+            Reply::Report(sender, outcome) => {
+                let _ = sender.send(outcome);
+            }
+            Reply::User(sender, outcome) => {
+                let _ = sender.send(outcome);
+            }
+        }
+    }
+}
+
+fn fail_all(replies: Vec<Reply>, error: &Error) {
+    let refusal = || Error::Unavailable {
+        message: format!("the report could not be stored: {error}"),
+        retry_after_secs: 5,
+    };
+    for reply in replies {
+        match reply {
+            Reply::Report(sender, Ok(_)) => {
+                let _ = sender.send(Err(refusal()));
+            }
+            Reply::Report(sender, Err(original)) => {
+                let _ = sender.send(Err(original));
+            }
+            Reply::User(sender, Ok(_)) => {
+                let _ = sender.send(Err(refusal()));
+            }
+            Reply::User(sender, Err(original)) => {
+                let _ = sender.send(Err(original));
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}

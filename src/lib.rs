@@ -14,6 +14,7 @@ pub mod error;
 pub mod generator;
 pub mod index;
 pub mod ingest;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

@@ -21,7 +21,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::problem::LegacyError;
-use super::{AppState, blocking, json_response, read_body};
+use super::{AppState, blocking, discard_body, json_response, read_body};
 use crate::error::{Error, Result};
 use crate::ingest::auth::{self, BasicCredentials};
 use crate::ingest::metabase::{self, Reporter};
@@ -60,13 +60,29 @@ async fn submit(
     body: Body,
 ) -> Result<Response, LegacyError> {
     let received_at = time::OffsetDateTime::now_utc();
-    // Authenticate before reading the body: an unknown client costs no upload buffering.
+    let started = std::time::Instant::now();
+    // Authenticate before reading the body: an unknown client costs no buffering or parsing.
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let credentials = auth::parse_basic_authorization(authorization)?;
-    let submitter = authenticate(&state, &credentials).await?;
-    let _permit = state.ingest_permit()?;
+    let authenticated = match auth::parse_basic_authorization(authorization) {
+        Ok(credentials) => authenticate(&state, &credentials).await,
+        Err(error) => Err(error),
+    };
+    let submitter = match authenticated {
+        Ok(user) => user,
+        Err(error) => {
+            discard_body(body, state.limits.max_body_bytes).await;
+            return Err(error.into());
+        }
+    };
+    let _permit = match state.ingest_permit() {
+        Ok(permit) => permit,
+        Err(error) => {
+            discard_body(body, state.limits.max_body_bytes).await;
+            return Err(error.into());
+        }
+    };
     let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
 
     let store = state.store.clone();
@@ -87,6 +103,7 @@ async fn submit(
     })
     .await?;
     let guid = prepared.id;
+    let grade = prepared.summary.grade.clone();
     let outcome = state.committer.put_report(prepared).await?;
     let location = guid_location(
         uri.path(),
@@ -95,10 +112,12 @@ async fn submit(
     );
     let status = match outcome {
         PutReportOutcome::Stored { seq } => {
+            crate::metrics::report_stored("metabase", &grade, started.elapsed());
             tracing::info!(%guid, seq, protocol = "metabase", "report stored");
             StatusCode::CREATED
         }
         PutReportOutcome::AlreadyStored { seq } => {
+            crate::metrics::report_duplicate("metabase");
             tracing::info!(%guid, seq, protocol = "metabase", "report already stored");
             StatusCode::OK
         }

@@ -12,6 +12,7 @@
 pub mod health;
 pub mod metabase;
 pub mod problem;
+pub mod releases;
 pub mod search;
 pub mod v3;
 
@@ -77,6 +78,8 @@ pub struct AppState {
     pub limits: Limits,
     /// When this process started.
     pub started_at: Instant,
+    /// Renders the Prometheus metrics.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     ingest_permits: Arc<Semaphore>,
     verification_permits: Arc<Semaphore>,
 }
@@ -101,6 +104,7 @@ impl AppState {
             )),
             limits,
             started_at: Instant::now(),
+            metrics: crate::metrics::install(),
         })
     }
 
@@ -161,16 +165,57 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     })
 }
 
+/// Reads and discards a request body (up to `limit` bytes) without keeping it.
+///
+/// Answering before the body is read makes the server close the connection while a client
+/// that does not use `Expect: 100-continue` (HTTP::Tiny) is still writing; the client may then
+/// see a connection reset instead of the answer. Draining costs bandwidth, not memory.
+pub async fn discard_body(body: Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    while seen <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    seen += data.len();
+                }
+            }
+            Some(Err(_)) | None => return,
+        }
+    }
+}
+
 /// The full router with middleware.
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.limits.request_timeout;
     let legacy = metabase::routes();
     Router::new()
         .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
         .route("/v3/report", post(v3::post_report))
         .route("/v3/report/{id}", get(v3::get_report))
         .route("/v3/search", get(search::search))
         .route("/v1/report/{id}", post(v3::post_collector_report))
+        .route("/v3/release", get(releases::all_releases))
+        .route("/v3/release/dist/{dist}", get(releases::dist_releases))
+        .route(
+            "/v3/release/dist/{dist}/{version}",
+            get(releases::one_release),
+        )
+        .route(
+            "/v3/release/author/{author}",
+            get(releases::author_releases),
+        )
+        .route("/v3/summary", get(releases::all_summaries))
+        .route("/v3/summary/{dist}", get(releases::dist_summaries))
+        .route(
+            "/v3/summary/{dist}/{version}",
+            get(releases::release_summaries),
+        )
+        .route("/v3/stats", get(releases::stats))
+        .route("/tail/log.txt", get(releases::tail_log))
         .nest("/api/v1", legacy.clone())
         .nest("/beta", legacy.clone())
         .merge(legacy)

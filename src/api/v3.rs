@@ -11,7 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::problem::ApiError;
-use super::{AppState, blocking, json_response, read_body};
+use super::{AppState, blocking, discard_body, json_response, read_body};
 use crate::error::Error;
 use crate::ingest::v3::prepare_v3_report;
 use crate::store::Protocol;
@@ -37,19 +37,29 @@ async fn store_v3(
     protocol: Protocol,
 ) -> Result<(Uuid, PutReportOutcome), ApiError> {
     let received_at = time::OffsetDateTime::now_utc();
-    let _permit = state.ingest_permit()?;
+    let started = std::time::Instant::now();
+    let _permit = match state.ingest_permit() {
+        Ok(permit) => permit,
+        Err(error) => {
+            discard_body(body, state.limits.max_body_bytes).await;
+            return Err(error.into());
+        }
+    };
     let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
     let validator = state.v3_validator.clone();
     let prepared =
         blocking(move || prepare_v3_report(&validator, &body, path_id, protocol, received_at))
             .await?;
     let id = prepared.id;
+    let grade = prepared.summary.grade.clone();
     let outcome = state.committer.put_report(prepared).await?;
     match outcome {
         PutReportOutcome::Stored { seq } => {
+            crate::metrics::report_stored(protocol.as_str(), &grade, started.elapsed());
             tracing::info!(%id, seq, protocol = protocol.as_str(), "report stored");
         }
         PutReportOutcome::AlreadyStored { seq } => {
+            crate::metrics::report_duplicate(protocol.as_str());
             tracing::info!(%id, seq, protocol = protocol.as_str(), "report already stored");
         }
     }

@@ -21,7 +21,7 @@ use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
 use super::schema::{ReportFields, full_text, truncate_on_char_boundary};
 use super::tokenizer::{PerlOutputTokenizer, is_joiner_token};
 use super::{SearchIndex, index_error};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// Values listed per facet; the rest is summed in [`FacetCounts::other`].
@@ -398,14 +398,22 @@ impl SearchIndex {
                 tracing::warn!(id = %id_text, "indexed report id is not a uuid");
                 continue;
             };
-            let Some(report) = store.report(&id)? else {
-                tracing::warn!(%id, "indexed report is missing from the store");
+            let report = match store.report(&id) {
+                Ok(Some(report)) => report,
+                Ok(None) => {
+                    tracing::warn!(%id, "indexed report is missing from the store");
+                    continue;
+                }
+                Err(error @ Error::DataCorruption { .. }) => {
+                    tracing::error!(%id, %error, "indexed report does not decode, left out of the hits");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let Ok(document) = serde_json::from_slice::<serde_json::Value>(&report.document) else {
+                tracing::error!(%id, "stored document is not JSON, left out of the hits");
                 continue;
             };
-            let document: serde_json::Value =
-                serde_json::from_slice(&report.document).map_err(|error| {
-                    crate::error::Error::corruption(format!("document {id}"), error.to_string())
-                })?;
             let report_fields =
                 ReportFields::from_document(&document, report.record.received_at_ms);
             let snippet = snippets.snippet(&full_text(&document));

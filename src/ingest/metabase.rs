@@ -264,6 +264,7 @@ pub fn prepare_submission(
         document_frame,
         fact_frame: Some(fact_frame),
         summary: ReportSummary::from_document(&document, 0)?,
+        received_bytes: original_body.len() as u64,
     })
 }
 

@@ -107,8 +107,8 @@ pub fn prepare_v3_report(
                 "/created",
             ));
         }
+        Some(Value::String(_)) | None => {}
         Some(_) => return Err(Error::invalid("created must be a string", "/created")),
-        None => {}
     }
     let content_sha256 = canonical_sha256(&document);
     let fields = document.as_object_mut().expect("checked above");
@@ -129,5 +129,6 @@ pub fn prepare_v3_report(
         document_frame,
         fact_frame: None,
         summary: ReportSummary::from_document(&document, 0)?,
+        received_bytes: body.len() as u64,
     })
 }

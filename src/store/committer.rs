@@ -24,8 +24,8 @@ use uuid::Uuid;
 
 use super::derived::{DerivedGroup, ReportSummary};
 use super::{
-    LogEntry, LogOp, META_LAST_SEQ, Protocol, ReportRecord, Store, UserRecord, fact_key, log_key,
-    report_key, user_key,
+    LogEntry, LogOp, META_LAST_SEQ, META_LOGICAL_BYTES, Protocol, ReportRecord, Store, UserRecord,
+    fact_key, log_key, report_key, user_key,
 };
 use crate::error::{Error, Result};
 
@@ -46,6 +46,8 @@ pub struct PreparedReport {
     pub fact_frame: Option<Vec<u8>>,
     /// The report's summary row. Its `seq` is ignored: the committer assigns it.
     pub summary: ReportSummary,
+    /// Size of the JSON as the client sent it: the store's "logical bytes" grow by this.
+    pub received_bytes: u64,
 }
 
 impl PreparedReport {
@@ -232,6 +234,7 @@ pub fn spawn(
 ) -> Result<(CommitterClient, JoinHandle<()>)> {
     let last_seq = store.last_seq()?;
     let term = store.term()?;
+    let logical_bytes = store.logical_bytes()?;
     let last_committed_at_ms = store
         .log_entries(last_seq.saturating_sub(1), 1)?
         .first()
@@ -244,6 +247,7 @@ pub fn spawn(
         config: config.clone(),
         last_seq,
         last_committed_at_ms,
+        logical_bytes,
         term,
         durable: durable_sender,
         stats: Arc::clone(&stats),
@@ -271,6 +275,7 @@ struct Committer {
     config: CommitterConfig,
     last_seq: u64,
     last_committed_at_ms: i64,
+    logical_bytes: u64,
     term: u64,
     durable: watch::Sender<u64>,
     stats: Arc<CommitterStats>,
@@ -334,6 +339,7 @@ impl Committer {
         let mut replies = Vec::with_capacity(group_size);
         let mut written_in_group: HashMap<Uuid, (u64, [u8; 32])> = HashMap::new();
         let mut derived = DerivedGroup::default();
+        let mut group_logical_bytes = 0u64;
         // Commit times never go backwards, even if the wall clock does: "changed since T"
         // reads find their starting seq by binary search over them.
         let committed_at_ms = now_ms().max(self.last_committed_at_ms);
@@ -349,6 +355,9 @@ impl Committer {
                         &mut written_in_group,
                         committed_at_ms,
                     );
+                    if matches!(outcome, Ok(PutReportOutcome::Stored { .. })) {
+                        group_logical_bytes += report.received_bytes;
+                    }
                     replies.push(Reply::Report(reply, outcome));
                 }
                 // `run` ends the group at a stop request; nothing to write for it.
@@ -388,6 +397,10 @@ impl Committer {
             return;
         }
         batch.insert(META_LAST_SEQ, &next_seq.to_be_bytes());
+        batch.insert(
+            META_LOGICAL_BYTES,
+            &(self.logical_bytes + group_logical_bytes).to_be_bytes(),
+        );
         if let Err(error) = self.store.db().apply_batch(batch) {
             // The batch is atomic: nothing of it is visible, so the sequence does not advance.
             self.stats.failed_groups.fetch_add(1, Ordering::Relaxed);
@@ -397,6 +410,7 @@ impl Committer {
         }
         self.last_seq = next_seq;
         self.last_committed_at_ms = committed_at_ms;
+        self.logical_bytes += group_logical_bytes;
         let flush_started = Instant::now();
         if let Err(error) = self.store.flush() {
             // The batch is applied in memory; a later successful flush persists it in order.
@@ -410,6 +424,9 @@ impl Committer {
         self.stats
             .last_flush_micros
             .store(flush_micros, Ordering::Relaxed);
+        metrics::histogram!("reportstore_committer_flush_seconds")
+            .record(flush_micros as f64 / 1e6);
+        metrics::histogram!("reportstore_committer_group_size").record(group_size as f64);
         self.stats
             .last_group_size
             .store(group_size as u64, Ordering::Relaxed);

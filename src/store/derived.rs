@@ -41,6 +41,8 @@ pub struct ReportSummary {
     pub seq: u64,
     /// `created`, to the minute: `YYYY-MM-DDTHH:MM:00Z`.
     pub date: String,
+    /// `created` as stored (to the second).
+    pub created: String,
     /// pass, fail, na or unknown.
     pub grade: String,
     /// `"Name" <email>`, as cpanstats' `tester`.
@@ -52,6 +54,9 @@ pub struct ReportSummary {
     /// PAUSE id of the release's author, when the report names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// `AUTHOR/filename` of the release, when the report names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// `archname`.
     pub platform: String,
     /// Perl version without leading `v`.
@@ -84,7 +89,7 @@ impl ReportSummary {
                     .unwrap_or(time);
                 crate::ingest::format_timestamp(minute)
             })
-            .unwrap_or(created);
+            .unwrap_or_else(|| created.clone());
         let name = text("/reporter/name");
         let email = text("/reporter/email");
         let reporter = match (name.is_empty(), email.is_empty()) {
@@ -105,10 +110,16 @@ impl ReportSummary {
                     .filter(|author| !author.is_empty())
                     .map(str::to_string)
             });
+        let path = document
+            .pointer("/distribution/path")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         Ok(ReportSummary {
             guid,
             seq,
             date,
+            created,
+            path,
             grade: text("/result/grade"),
             reporter,
             dist: text("/distribution/name"),

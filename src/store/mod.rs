@@ -36,6 +36,7 @@ pub const STORE_FORMAT_VERSION: u32 = 1;
 pub(crate) const META_FORMAT: &[u8] = b"m/format";
 pub(crate) const META_LAST_SEQ: &[u8] = b"m/last_seq";
 pub(crate) const META_TERM: &[u8] = b"m/term";
+pub(crate) const META_LOGICAL_BYTES: &[u8] = b"m/logical_bytes";
 
 pub(crate) const PREFIX_REPORT: u8 = b'd';
 pub(crate) const PREFIX_FACT: u8 = b'f';
@@ -207,6 +208,11 @@ impl Store {
         read_u64(&self.db, META_LAST_SEQ)
     }
 
+    /// Bytes of JSON received for the reports stored (what the store would hold uncompressed).
+    pub fn logical_bytes(&self) -> Result<u64> {
+        read_u64(&self.db, META_LOGICAL_BYTES)
+    }
+
     /// The current leadership term (0 until the first promotion).
     pub fn term(&self) -> Result<u64> {
         read_u64(&self.db, META_TERM)
@@ -298,8 +304,10 @@ impl Store {
     }
 
     /// Walks the whole replication log and verifies the store's invariants: the log is gap-free
-    /// from 1 to `last_seq`, every entry's value exists, report hashes match their records and
-    /// every document and fact decompresses. Reads everything: an offline/operator tool.
+    /// from 1 to `last_seq`, every entry's value exists, report hashes match their records,
+    /// every document and fact decompresses, every summary row matches its document and every
+    /// release counter equals a recount from the documents. Reads everything: an
+    /// offline/operator tool.
     pub fn check(&self) -> Result<CheckReport> {
         let last_seq = self.last_seq()?;
         let mut report = CheckReport {
@@ -308,6 +316,8 @@ impl Store {
         };
         let mut expected = 1u64;
         let mut after = 0u64;
+        let mut recount: std::collections::HashMap<(String, String), [u64; 4]> =
+            std::collections::HashMap::new();
         loop {
             let entries = self.log_entries(after, 1024)?;
             if entries.is_empty() {
@@ -322,8 +332,17 @@ impl Store {
                 }
                 expected = entry.seq + 1;
                 report.entries += 1;
-                if let Err(problem) = self.check_entry(entry) {
-                    report.problems.push(problem);
+                match self.check_entry(entry) {
+                    Ok(Some(summary)) => {
+                        if let Some(grade) = derived::GRADES
+                            .iter()
+                            .position(|grade| *grade == summary.grade)
+                        {
+                            recount.entry((summary.dist, summary.version)).or_default()[grade] += 1;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(problem) => report.problems.push(problem),
                 }
                 match entry.op {
                     LogOp::PutReport => report.reports += 1,
@@ -338,10 +357,46 @@ impl Store {
                 report.entries
             ));
         }
+        self.check_release_counters(&recount, &mut report)?;
         Ok(report)
     }
 
-    fn check_entry(&self, entry: &LogEntry) -> std::result::Result<(), String> {
+    fn check_release_counters(
+        &self,
+        recount: &std::collections::HashMap<(String, String), [u64; 4]>,
+        report: &mut CheckReport,
+    ) -> Result<()> {
+        let mut seen = 0usize;
+        self.visit_releases(&derived::ReleaseSelection::All, 1, &mut |counters| {
+            seen += 1;
+            report.releases += 1;
+            let key = (counters.dist.clone(), counters.version.clone());
+            let expected = recount.get(&key).copied().unwrap_or_default();
+            if counters.totals() != expected {
+                report.problems.push(format!(
+                    "release {}/{}: counters {:?} but the documents count {:?}",
+                    key.0,
+                    key.1,
+                    counters.totals(),
+                    expected
+                ));
+            }
+            Ok(true)
+        })?;
+        if seen != recount.len() {
+            report.problems.push(format!(
+                "{seen} release rows but the documents name {} releases",
+                recount.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks one entry; for a report, returns the summary recomputed from its document.
+    fn check_entry(
+        &self,
+        entry: &LogEntry,
+    ) -> std::result::Result<Option<derived::ReportSummary>, String> {
         match entry.op {
             LogOp::PutReport => {
                 let stored = self
@@ -367,13 +422,27 @@ impl Store {
                             format!("seq {}: fact of {} is missing", entry.seq, entry.id)
                         })?;
                 }
-                Ok(())
+                let document: serde_json::Value = serde_json::from_slice(&stored.document)
+                    .map_err(|e| format!("seq {}: document is not JSON: {e}", entry.seq))?;
+                let recomputed = derived::ReportSummary::from_document(&document, entry.seq)
+                    .map_err(|e| format!("seq {}: {e}", entry.seq))?;
+                let stored_summary = self
+                    .summary_at(entry.seq)
+                    .map_err(|e| format!("seq {}: {e}", entry.seq))?
+                    .ok_or_else(|| format!("seq {}: summary row is missing", entry.seq))?;
+                if stored_summary != recomputed {
+                    return Err(format!(
+                        "seq {}: summary row differs from the document",
+                        entry.seq
+                    ));
+                }
+                Ok(Some(recomputed))
             }
             LogOp::PutUser => {
                 self.user(&entry.id)
                     .map_err(|e| format!("seq {}: {e}", entry.seq))?
                     .ok_or_else(|| format!("seq {}: user {} is missing", entry.seq, entry.id))?;
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -390,6 +459,8 @@ pub struct CheckReport {
     pub reports: u64,
     /// User entries among them.
     pub users: u64,
+    /// Release counter rows checked against a recount from the documents.
+    pub releases: u64,
     /// Every violated invariant, empty when the store is consistent.
     pub problems: Vec<String>,
 }

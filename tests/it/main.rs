@@ -3,6 +3,8 @@
 mod bad_input;
 mod crash;
 mod metabase_fixtures;
+mod openapi;
+mod releases;
 mod search;
 mod support;
 mod v3;

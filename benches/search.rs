@@ -252,6 +252,53 @@ fn measure_in_process(
     figures
 }
 
+/// What reading one hit back costs: the stored id (tantivy doc store), the report from sled
+/// (read and zstd-decompressed), and parsing the fields and text out of the document.
+fn print_hit_costs(search_index: &SearchIndex, store: &Store) {
+    use tantivy::schema::Value;
+    let searcher = search_index.searcher();
+    let fields = search_index.fields();
+    let request =
+        SearchRequest::from_query_pairs(&query_pairs(&[("limit", "100")])).expect("valid query");
+    let top = searcher
+        .search(
+            request.to_query(&fields).as_ref(),
+            &TopDocs::with_limit(100).order_by_score(),
+        )
+        .expect("search");
+    let (mut id_time, mut read_time, mut parse_time) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut text_bytes = 0;
+    for (_, address) in &top {
+        let started = Instant::now();
+        let document: tantivy::TantivyDocument = searcher.doc(*address).expect("doc");
+        let id_text = document
+            .get_first(fields.id)
+            .and_then(|value| value.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let id = uuid::Uuid::parse_str(&id_text).expect("uuid");
+        id_time += started.elapsed();
+        let started = Instant::now();
+        let report = store.report(&id).expect("read").expect("stored");
+        read_time += started.elapsed();
+        let started = Instant::now();
+        let stored =
+            reportstore::index::schema::StoredDocument::parse(&report.document).expect("parse");
+        let _ = stored.fields(0);
+        text_bytes += stored.full_text().len();
+        parse_time += started.elapsed();
+    }
+    let count = top.len().max(1) as u32;
+    println!(
+        "per hit: id from the doc store {:.1} us, sled read + zstd {:.1} us, parse {:.1} us (mean text {} B)",
+        (id_time / count).as_secs_f64() * 1e6,
+        (read_time / count).as_secs_f64() * 1e6,
+        (parse_time / count).as_secs_f64() * 1e6,
+        text_bytes / count as usize,
+    );
+}
+
 struct Server {
     child: Child,
     base_url: String,
@@ -480,6 +527,7 @@ fn main() {
 
     // 3a. Latency in process: tantivy directly, then the library's search.
     let mut figures = measure_in_process(&search_index, &store, iterations);
+    print_hit_costs(&search_index, &store);
     drop(search_index);
     drop(store);
 

@@ -43,6 +43,26 @@ pub struct ServeConfig {
     /// `--listen 127.0.0.1:0` this is how scripts and tests learn the port.
     #[arg(long, env = "REPORTSTORE_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Run as a follower of the leader at this base URL (e.g. http://10.0.0.1:8080).
+    #[arg(long, env = "REPORTSTORE_FOLLOW")]
+    pub follow: Option<String>,
+    /// Shared secret of the change feed, on leader and followers alike. Without it the feed
+    /// is closed (401).
+    #[arg(long, env = "REPORTSTORE_REPLICATION_TOKEN", hide_env_values = true)]
+    pub replication_token: Option<String>,
+    /// A 201 waits until this many followers durably applied the report (0: do not wait).
+    #[arg(long, env = "REPORTSTORE_SYNC_REPLICAS", default_value_t = 0)]
+    pub sync_replicas: usize,
+    /// How long a 201 may wait for --sync-replicas followers before the answer is 503.
+    #[arg(long, env = "REPORTSTORE_SYNC_TIMEOUT_MS", default_value_t = 5000)]
+    pub sync_timeout_ms: u64,
+    /// Other nodes (comma-separated base URLs). A leader asks them for a newer term at start
+    /// and every few seconds, and fences itself if one was promoted above it.
+    #[arg(long, env = "REPORTSTORE_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// This node's base URL as other nodes reach it (shown in the leader's follower list).
+    #[arg(long, env = "REPORTSTORE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -58,6 +78,12 @@ impl ServeConfig {
             request_timeout_secs: 120,
             shutdown_grace_secs: 30,
             ready_file: None,
+            follow: None,
+            replication_token: None,
+            sync_replicas: 0,
+            sync_timeout_ms: 5000,
+            peers: Vec::new(),
+            advertise_url: None,
         }
     }
 
@@ -83,6 +109,26 @@ impl ServeConfig {
             max_inflight_ingest: self.max_inflight_ingest,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             ..Limits::default()
+        }
+    }
+
+    /// The replication settings.
+    pub fn replication_config(&self) -> crate::replication::ReplicationConfig {
+        crate::replication::ReplicationConfig {
+            token: self
+                .replication_token
+                .clone()
+                .filter(|token| !token.is_empty()),
+            follow: self.follow.clone(),
+            advertise_url: self.advertise_url.clone(),
+            sync_replicas: self.sync_replicas,
+            sync_timeout: Duration::from_millis(self.sync_timeout_ms),
+            peers: self
+                .peers
+                .iter()
+                .filter(|peer| !peer.is_empty())
+                .cloned()
+                .collect(),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod generator;
 pub mod index;
 pub mod ingest;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod store;
 

@@ -50,6 +50,25 @@ enum Command {
         #[arg(long, env = "REPORTSTORE_DATA_DIR", default_value = "reportstore-data")]
         data_dir: PathBuf,
     },
+    /// Promote a follower to leader under a new term (calls its admin endpoint).
+    Promote {
+        /// The follower's base URL.
+        url: String,
+        /// The replication token.
+        #[arg(long, env = "REPORTSTORE_REPLICATION_TOKEN", hide_env_values = true)]
+        replication_token: String,
+    },
+    /// Compare two nodes' logs by digests; name the first sequence where they differ.
+    /// Exit 0 when the common range is identical, 1 when it differs.
+    Verify {
+        /// First node's base URL.
+        url_a: String,
+        /// Second node's base URL.
+        url_b: String,
+        /// The replication token.
+        #[arg(long, env = "REPORTSTORE_REPLICATION_TOKEN", hide_env_values = true)]
+        replication_token: String,
+    },
     /// Train a zstd dictionary on generated reports (how `data/dictionaries/` was made).
     TrainDictionary {
         /// Where to write the dictionary.
@@ -83,6 +102,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(config) => serve(config),
         Command::Check { data_dir } => check(data_dir),
+        Command::Promote {
+            url,
+            replication_token,
+        } => promote(url, replication_token),
+        Command::Verify {
+            url_a,
+            url_b,
+            replication_token,
+        } => verify(url_a, url_b, replication_token),
         Command::Reindex { data_dir } => reindex(data_dir),
         Command::TrainDictionary {
             out,
@@ -103,6 +131,45 @@ fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
         |_| {},
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn promote(url: String, token: String) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build()?;
+        let response = client
+            .post(format!(
+                "{}/replication/v1/promote",
+                url.trim_end_matches('/')
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = response.status();
+        println!("{}", response.text().await?);
+        Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+fn verify(url_a: String, url_b: String, token: String) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(reportstore::replication::verify::verify(
+        &url_a, &url_b, &token,
+    ))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(if report.identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn check(data_dir: PathBuf) -> anyhow::Result<ExitCode> {

@@ -15,6 +15,8 @@ use crate::api::{self, AppState};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::index::{IndexerConfig, IndexerHandle, SearchIndex};
+use crate::replication::follower::{self, FollowerSettings};
+use crate::replication::{ReplicationShared, Role, RoleState};
 use crate::store::Store;
 use crate::store::committer::{self, CommitterClient};
 
@@ -85,12 +87,48 @@ pub async fn serve(
     on_listening: impl FnOnce(SocketAddr) + Send,
 ) -> Result<()> {
     let node = Node::open(&config)?;
+    let replication_config = config.replication_config();
+    let role = Arc::new(RoleState::new(match &replication_config.follow {
+        Some(leader_url) => Role::Follower {
+            leader_url: leader_url.clone(),
+        },
+        None => Role::Leader,
+    }));
+    let replication = Arc::new(ReplicationShared::new(replication_config.clone()));
     let state = AppState::new(
         Arc::clone(&node.store),
         node.committer.clone(),
         node.search.clone(),
         config.limits(),
+        Arc::clone(&role),
+        Arc::clone(&replication),
     )?;
+    if let Some(leader_url) = &replication_config.follow {
+        let token = replication_config.token.clone().ok_or_else(|| {
+            Error::invalid(
+                "a follower needs --replication-token (the leader's feed token)",
+                "",
+            )
+        })?;
+        let task = follower::spawn(
+            FollowerSettings {
+                leader_url: leader_url.clone(),
+                token,
+                node_id: node_id(&config.data_dir)?,
+                advertise_url: replication_config.advertise_url.clone(),
+            },
+            Arc::clone(&node.store),
+            node.committer.clone(),
+        );
+        replication.set_follower(task).await;
+    }
+    let peer_watch = (!replication_config.peers.is_empty()).then(|| {
+        tokio::spawn(watch_peers(
+            replication_config.peers.clone(),
+            Arc::clone(&role),
+            Arc::clone(&node.store),
+        ))
+    });
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -139,6 +177,11 @@ pub async fn serve(
             server.abort();
         }
     }
+    if let Some(peer_watch) = peer_watch {
+        peer_watch.abort();
+    }
+    // Stop applying the leader's feed before the committer stops.
+    replication.stop_following().await;
     let close = tokio::task::spawn_blocking(move || node.close());
     close
         .await
@@ -169,5 +212,52 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+/// This node's id, kept in `DATA_DIR/node_id` (created on first start).
+pub fn node_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("node_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = uuid::Uuid::new_v4().hyphenated().to_string();
+            std::fs::write(&path, &id).map_err(|source| Error::Io { path, source })?;
+            Ok(id)
+        }
+    }
+}
+
+/// Asks the peers for their role and term at start and every few seconds; a leader that finds
+/// a peer leading under a higher term fences itself (it was deposed while away).
+async fn watch_peers(peers: Vec<String>, role: Arc<RoleState>, store: Arc<crate::store::Store>) {
+    let Ok(client) = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()
+    else {
+        return;
+    };
+    loop {
+        if role.current() == Role::Leader {
+            let own_term = {
+                let store = Arc::clone(&store);
+                api::blocking(move || store.term()).await.unwrap_or(0)
+            };
+            for peer in &peers {
+                let url = format!("{}/replication/v1/status", peer.trim_end_matches('/'));
+                let Ok(response) = client.get(url).send().await else {
+                    continue;
+                };
+                let Ok(status) = response.json::<serde_json::Value>().await else {
+                    continue;
+                };
+                let peer_term = status["term"].as_u64().unwrap_or(0);
+                if status["role"]["role"] == "leader" && peer_term > own_term {
+                    role.fence(peer_term, own_term, peer);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -29,15 +29,22 @@ pub async fn health(State(state): State<AppState>) -> Result<Response, ApiError>
     let (search_index, index_store) = (state.search.clone(), state.store.clone());
     let index_status = blocking(move || search_index.status(&index_store, durable_seq)).await?;
     let stats = state.committer.stats();
-    let accepting_writes = !state.committer.is_closed();
-    let status = if accepting_writes {
+    let fenced = matches!(
+        state.role.current(),
+        crate::replication::Role::Fenced { .. }
+    );
+    let accepting_writes = !state.committer.is_closed() && !fenced;
+    let status = if fenced {
+        "fenced"
+    } else if accepting_writes {
         "ok"
     } else {
         "shutting_down"
     };
     let body = json!({
         "status": status,
-        "role": "leader",
+        "role": state.role.current(),
+        "following": state.replication.follower_status(),
         "term": term,
         "last_seq": last_seq,
         "durable_seq": durable_seq,

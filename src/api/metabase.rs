@@ -76,7 +76,11 @@ async fn submit(
             return Err(error.into());
         }
     };
-    let _permit = match state.ingest_permit() {
+    let _permit = match state
+        .role
+        .ensure_leader()
+        .and_then(|()| state.ingest_permit())
+    {
         Ok(permit) => permit,
         Err(error) => {
             discard_body(body, state.limits.max_body_bytes).await;
@@ -105,6 +109,8 @@ async fn submit(
     let guid = prepared.id;
     let grade = prepared.summary.grade.clone();
     let outcome = state.committer.put_report(prepared).await?;
+    let (PutReportOutcome::Stored { seq } | PutReportOutcome::AlreadyStored { seq }) = outcome;
+    state.replication.await_replicas(seq).await?;
     let location = guid_location(
         uri.path(),
         &format!("/submit/{}", metabase::REPORT_FACT_TYPE),
@@ -122,7 +128,10 @@ async fn submit(
             StatusCode::OK
         }
     };
-    Ok(created_with_location(status, &guid, &location))
+    Ok(super::v3::with_seq_header(
+        created_with_location(status, &guid, &location),
+        outcome,
+    ))
 }
 
 /// Checks Basic credentials against the stored profile; a verified credential is cached.
@@ -161,6 +170,10 @@ async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, LegacyError> {
+    if let Err(error) = state.role.ensure_leader() {
+        discard_body(body, state.limits.max_body_bytes).await;
+        return Err(error.into());
+    }
     let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
     let registration = blocking(move || metabase::parse_registration(&body)).await?;
     let guid = registration.guid;
@@ -200,6 +213,7 @@ async fn register(
     };
     match state.committer.put_user(record, replace_existing).await? {
         PutUserOutcome::Stored { seq } => {
+            state.replication.await_replicas(seq).await?;
             tracing::info!(user = %guid, seq, "metabase profile registered");
             Ok(created_with_location(StatusCode::CREATED, &guid, &location))
         }

@@ -80,6 +80,10 @@ pub struct AppState {
     pub started_at: Instant,
     /// Renders the Prometheus metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Leader, follower or fenced.
+    pub role: Arc<crate::replication::RoleState>,
+    /// Replication settings, followers, the follower loop.
+    pub replication: Arc<crate::replication::ReplicationShared>,
     ingest_permits: Arc<Semaphore>,
     verification_permits: Arc<Semaphore>,
 }
@@ -91,6 +95,8 @@ impl AppState {
         committer: CommitterClient,
         search: crate::index::SearchIndex,
         limits: Limits,
+        role: Arc<crate::replication::RoleState>,
+        replication: Arc<crate::replication::ReplicationShared>,
     ) -> Result<AppState> {
         Ok(AppState {
             store,
@@ -105,6 +111,8 @@ impl AppState {
             limits,
             started_at: Instant::now(),
             metrics: crate::metrics::install(),
+            role,
+            replication,
         })
     }
 
@@ -216,6 +224,26 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v3/stats", get(releases::stats))
         .route("/tail/log.txt", get(releases::tail_log))
+        .route(
+            "/replication/v1/changes",
+            get(crate::replication::leader::changes),
+        )
+        .route(
+            "/replication/v1/status",
+            get(crate::replication::leader::status),
+        )
+        .route(
+            "/replication/v1/digest",
+            get(crate::replication::leader::digest),
+        )
+        .route(
+            "/replication/v1/fence",
+            post(crate::replication::leader::fence),
+        )
+        .route(
+            "/replication/v1/promote",
+            post(crate::replication::leader::promote),
+        )
         .nest("/api/v1", legacy.clone())
         .nest("/beta", legacy.clone())
         .merge(legacy)

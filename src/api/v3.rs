@@ -38,7 +38,11 @@ async fn store_v3(
 ) -> Result<(Uuid, PutReportOutcome), ApiError> {
     let received_at = time::OffsetDateTime::now_utc();
     let started = std::time::Instant::now();
-    let _permit = match state.ingest_permit() {
+    let _permit = match state
+        .role
+        .ensure_leader()
+        .and_then(|()| state.ingest_permit())
+    {
         Ok(permit) => permit,
         Err(error) => {
             discard_body(body, state.limits.max_body_bytes).await;
@@ -53,6 +57,8 @@ async fn store_v3(
     let id = prepared.id;
     let grade = prepared.summary.grade.clone();
     let outcome = state.committer.put_report(prepared).await?;
+    let (PutReportOutcome::Stored { seq } | PutReportOutcome::AlreadyStored { seq }) = outcome;
+    state.replication.await_replicas(seq).await?;
     match outcome {
         PutReportOutcome::Stored { seq } => {
             crate::metrics::report_stored(protocol.as_str(), &grade, started.elapsed());
@@ -64,6 +70,19 @@ async fn store_v3(
         }
     }
     Ok((id, outcome))
+}
+
+/// Response header with the report's sequence number: a client can wait until a follower's
+/// `last_seq` reaches it to read its own write there.
+pub const SEQ_HEADER: &str = "x-reportstore-seq";
+
+/// Adds [`SEQ_HEADER`] to a write's answer.
+pub fn with_seq_header(mut response: Response, outcome: PutReportOutcome) -> Response {
+    let (PutReportOutcome::Stored { seq } | PutReportOutcome::AlreadyStored { seq }) = outcome;
+    response
+        .headers_mut()
+        .insert(SEQ_HEADER, HeaderValue::from(seq));
+    response
 }
 
 fn outcome_status(outcome: PutReportOutcome) -> StatusCode {
@@ -88,7 +107,7 @@ pub async fn post_report(
     if let Ok(location) = HeaderValue::from_str(&format!("/v3/report/{}", id.hyphenated())) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    Ok(with_seq_header(response, outcome))
 }
 
 /// `POST /v1/report/{uuid}`: the collector's put with a client-chosen id; answers `["<uuid>"]`.
@@ -100,10 +119,11 @@ pub async fn post_collector_report(
 ) -> Result<Response, ApiError> {
     let id = parse_report_id(&id)?;
     let (id, outcome) = store_v3(state, headers, body, Some(id), Protocol::Collector).await?;
-    Ok(json_response(
+    let response = json_response(
         outcome_status(outcome),
         json!([id.hyphenated().to_string()]),
-    ))
+    );
+    Ok(with_seq_header(response, outcome))
 }
 
 /// `GET /v3/report/{id}`: the stored document.

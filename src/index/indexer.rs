@@ -20,7 +20,7 @@ use tantivy::IndexWriter;
 use tantivy::indexer::IndexWriterOptions;
 use tokio::sync::watch;
 
-use super::schema::{ReportFields, SCHEMA_VERSION, full_text, index_document};
+use super::schema::{SCHEMA_VERSION, StoredDocument, index_document};
 use super::{CommitPayload, SearchIndex, index_error};
 use crate::error::{Error, Result};
 use crate::store::committer::now_ms;
@@ -356,10 +356,10 @@ impl Indexer {
             }
             Err(error) => return Err(error),
         };
-        let document: serde_json::Value = match serde_json::from_slice(&stored.document) {
+        let document = match StoredDocument::parse(&stored.document) {
             Ok(document) => document,
             Err(error) => {
-                tracing::error!(seq = entry.seq, id = %entry.id, %error, "stored document is not JSON, not indexed");
+                tracing::error!(seq = entry.seq, id = %entry.id, %error, "stored document does not parse, not indexed");
                 self.index
                     .shared
                     .progress
@@ -368,11 +368,10 @@ impl Indexer {
                 return Ok(());
             }
         };
-        let mut fields = ReportFields::from_document(&document, stored.record.received_at_ms);
-        if fields.id.is_empty() {
-            fields.id = entry.id.hyphenated().to_string();
-        }
-        let text = full_text(&document);
+        let mut fields = document.fields(stored.record.received_at_ms);
+        // The log entry names the report: its id is the one sled keys it by.
+        fields.id = entry.id.hyphenated().to_string();
+        let text = document.full_text();
         let index_fields = self.index.shared.fields;
         let tantivy_document = index_document(&index_fields, &fields, entry.seq, &text);
         self.writer_mut()?

@@ -21,7 +21,11 @@
 //! [`SCHEMA_VERSION`] goes into every commit payload; an index written with another version is
 //! rebuilt.
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, NumericOptions, STORED, Schema,
     TextFieldIndexing, TextOptions,
@@ -174,49 +178,231 @@ pub struct ReportFields {
     pub created: String,
 }
 
-fn string_at(document: &Value, pointer: &str) -> String {
-    document
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .map(|text| text.trim().to_string())
-        .unwrap_or_default()
+/// A string value read leniently: a JSON string (borrowed from the input when it has no escapes),
+/// and anything else (a number, an object, null) as absent.
+#[derive(Debug, Clone, Default)]
+pub struct LenientString<'a>(pub Option<Cow<'a, str>>);
+
+impl LenientString<'_> {
+    /// The trimmed text, empty when absent.
+    pub fn text(&self) -> &str {
+        self.0.as_deref().map_or("", str::trim)
+    }
 }
 
-impl ReportFields {
-    /// Reads the fields of a parsed v3 document. `received_at_ms` stands in for a missing or
-    /// unreadable `created`.
-    pub fn from_document(document: &Value, received_at_ms: i64) -> ReportFields {
-        let created_text = string_at(document, "/created");
+impl<'de: 'a, 'a> Deserialize<'de> for LenientString<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LenientVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for LenientVisitor<'a> {
+            type Value = LenientString<'a>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(LenientString(Some(Cow::Borrowed(text))))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(LenientString(Some(Cow::Owned(text.to_string()))))
+            }
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(LenientString(Some(Cow::Owned(text))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Self::Value, D::Error> {
+                LenientString::deserialize(deserializer)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut sequence: A,
+            ) -> Result<Self::Value, A::Error> {
+                while sequence.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(LenientString(None))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(LenientString(None))
+            }
+        }
+        deserializer.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+/// The parts of a stored v3 document that search needs, parsed without building a
+/// `serde_json::Value` (the rest, like `perl -V` output and toolchain maps, is skipped).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StoredDocument<'a> {
+    #[serde(borrow)]
+    id: LenientString<'a>,
+    #[serde(borrow)]
+    created: LenientString<'a>,
+    #[serde(borrow)]
+    reporter: DocumentReporter<'a>,
+    #[serde(borrow)]
+    environment: DocumentEnvironment<'a>,
+    #[serde(borrow)]
+    distribution: DocumentDistribution<'a>,
+    #[serde(borrow)]
+    result: DocumentResult<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DocumentReporter<'a> {
+    #[serde(borrow)]
+    name: LenientString<'a>,
+    #[serde(borrow)]
+    email: LenientString<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DocumentEnvironment<'a> {
+    #[serde(borrow)]
+    language: DocumentLanguage<'a>,
+    #[serde(borrow)]
+    system: DocumentSystem<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DocumentLanguage<'a> {
+    #[serde(borrow)]
+    version: LenientString<'a>,
+    #[serde(borrow)]
+    archname: LenientString<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DocumentSystem<'a> {
+    #[serde(borrow)]
+    osname: LenientString<'a>,
+    #[serde(borrow)]
+    osversion: LenientString<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DocumentDistribution<'a> {
+    #[serde(borrow)]
+    name: LenientString<'a>,
+    #[serde(borrow)]
+    version: LenientString<'a>,
+    #[serde(borrow)]
+    author: LenientString<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DocumentResult<'a> {
+    #[serde(borrow)]
+    grade: LenientString<'a>,
+    #[serde(borrow)]
+    output: DocumentOutput<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DocumentOutput<'a> {
+    #[serde(borrow)]
+    uncategorized: LenientString<'a>,
+    #[serde(borrow)]
+    configure: LenientString<'a>,
+    #[serde(borrow)]
+    build: LenientString<'a>,
+    #[serde(borrow)]
+    test: LenientString<'a>,
+    #[serde(borrow)]
+    install: LenientString<'a>,
+}
+
+impl<'a> StoredDocument<'a> {
+    /// Parses the canonical v3 document bytes of a stored report.
+    pub fn parse(bytes: &'a [u8]) -> Result<StoredDocument<'a>, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The searchable fields. `received_at_ms` stands in for a missing or unreadable
+    /// `created`.
+    pub fn fields(&self, received_at_ms: i64) -> ReportFields {
+        let created_text = self.created.text();
         let parsed_created = time::OffsetDateTime::parse(
-            &created_text,
+            created_text,
             &time::format_description::well_known::Rfc3339,
         )
         .ok();
         let (created_unix_seconds, created) = match parsed_created {
-            Some(moment) => (moment.unix_timestamp(), created_text),
+            Some(moment) => (moment.unix_timestamp(), created_text.to_string()),
             None => {
                 let seconds = received_at_ms.div_euclid(1000);
                 (seconds, format_unix_seconds(seconds))
             }
         };
-        let id_text = string_at(document, "/id");
-        let id = Uuid::parse_str(&id_text)
+        let id_text = self.id.text();
+        let id = Uuid::parse_str(id_text)
             .map(|uuid| uuid.hyphenated().to_string())
             .unwrap_or_else(|_| id_text.to_ascii_lowercase());
         ReportFields {
             id,
-            dist: string_at(document, "/distribution/name"),
-            version: string_at(document, "/distribution/version"),
-            author: string_at(document, "/distribution/author"),
-            grade: string_at(document, "/result/grade").to_ascii_lowercase(),
-            osname: string_at(document, "/environment/system/osname"),
-            osversion: string_at(document, "/environment/system/osversion"),
-            perl: string_at(document, "/environment/language/version"),
-            arch: string_at(document, "/environment/language/archname"),
-            reporter_name: string_at(document, "/reporter/name"),
-            reporter_email: string_at(document, "/reporter/email"),
+            dist: self.distribution.name.text().to_string(),
+            version: self.distribution.version.text().to_string(),
+            author: self.distribution.author.text().to_string(),
+            grade: self.result.grade.text().to_ascii_lowercase(),
+            osname: self.environment.system.osname.text().to_string(),
+            osversion: self.environment.system.osversion.text().to_string(),
+            perl: self.environment.language.version.text().to_string(),
+            arch: self.environment.language.archname.text().to_string(),
+            reporter_name: self.reporter.name.text().to_string(),
+            reporter_email: self.reporter.email.text().to_string(),
             created_unix_seconds,
             created,
+        }
+    }
+
+    /// The full text of the report: every non-empty `result.output` section (`uncategorized`,
+    /// then `configure`, `build`, `test`, `install`), joined by blank lines. Snippets are cut
+    /// from the same text, so highlights agree with what was indexed.
+    pub fn full_text(&self) -> Cow<'_, str> {
+        let output = &self.result.output;
+        let sections: Vec<&str> = [
+            &output.uncategorized,
+            &output.configure,
+            &output.build,
+            &output.test,
+            &output.install,
+        ]
+        .into_iter()
+        .filter_map(|section| section.0.as_deref())
+        .filter(|section| !section.trim().is_empty())
+        .collect();
+        match sections.as_slice() {
+            [] => Cow::Borrowed(""),
+            [single] => Cow::Borrowed(single),
+            several => Cow::Owned(several.join("\n\n")),
         }
     }
 }
@@ -240,32 +426,6 @@ pub fn perl_series(version: &str) -> Option<String> {
     let major = components.next().filter(|part| !part.is_empty())?;
     let minor = components.next().filter(|part| !part.is_empty())?;
     Some(format!("{major}.{minor}"))
-}
-
-/// The full text of a report: every non-empty `result.output` section (`uncategorized`, then
-/// `configure`, `build`, `test`, `install`), joined by blank lines. Snippets are cut from the
-/// same text, so highlight offsets agree with what was indexed.
-pub fn full_text(document: &Value) -> String {
-    let Some(output) = document
-        .pointer("/result/output")
-        .and_then(Value::as_object)
-    else {
-        return String::new();
-    };
-    let mut text = String::new();
-    for section in ["uncategorized", "configure", "build", "test", "install"] {
-        let Some(section_text) = output.get(section).and_then(Value::as_str) else {
-            continue;
-        };
-        if section_text.trim().is_empty() {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str("\n\n");
-        }
-        text.push_str(section_text);
-    }
-    text
 }
 
 /// `text` cut to at most `limit` bytes on a character boundary.
@@ -332,31 +492,38 @@ mod tests {
 
     #[test]
     fn fields_are_read_from_a_v3_document() {
-        let document = json!({
+        let bytes = serde_json::to_vec(&json!({
             "id": "7C1E2A9E-5B3D-4F60-9A7B-2D4E6F801234",
             "created": "2024-03-01T12:34:56Z",
             "reporter": {"name": "Fixture Tester", "email": "t@example.invalid"},
             "environment": {
-                "language": {"name": "Perl 5", "version": "5.38.0 RC1", "archname": "x86_64-linux"},
-                "system": {"osname": "linux", "osversion": "6.1.0"}
+                "language": {"name": "Perl 5", "version": "5.38.0 RC1", "archname": "x86_64-linux", "build": "x"},
+                "system": {"osname": "linux", "osversion": 6, "variables": {"PATH": "/bin"}}
             },
-            "distribution": {"name": "Net-Quux", "version": "0.01_03", "author": "ZBACKER"},
-            "result": {"grade": "FAIL", "output": {"uncategorized": "head", "test": "Failed test", "build": " "}}
-        });
-        let fields = ReportFields::from_document(&document, 0);
+            "distribution": {"name": "Net-Quux", "version": "0.01_03", "author": "ZBACKER", "prerequisites": [{"name": "perl"}]},
+            "result": {"grade": "FAIL", "output": {"uncategorized": "head", "test": "Failed test", "build": " "}, "tests": 4}
+        }))
+        .unwrap();
+        let document = StoredDocument::parse(&bytes).unwrap();
+        let fields = document.fields(0);
         assert_eq!(fields.id, "7c1e2a9e-5b3d-4f60-9a7b-2d4e6f801234");
         assert_eq!(fields.grade, "fail");
         assert_eq!(fields.perl, "5.38.0 RC1");
+        assert_eq!(fields.osversion, "", "a number is not a string");
         assert_eq!(fields.created_unix_seconds, 1_709_296_496);
-        assert_eq!(full_text(&document), "head\n\nFailed test");
+        assert_eq!(document.full_text(), "head\n\nFailed test");
         assert_eq!(perl_series(&fields.perl).as_deref(), Some("5.38"));
     }
 
     #[test]
     fn a_missing_created_falls_back_to_the_receive_time() {
-        let fields = ReportFields::from_document(&json!({"id": "x"}), 1_700_000_000_999);
+        let document =
+            StoredDocument::parse(br#"{"id": "x", "result": {"output": {"test": "only"}}}"#)
+                .unwrap();
+        let fields = document.fields(1_700_000_000_999);
         assert_eq!(fields.created_unix_seconds, 1_700_000_000);
         assert_eq!(fields.created, "2023-11-14T22:13:20Z");
+        assert!(matches!(document.full_text(), Cow::Borrowed("only")));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::collector::{FACET_FIELDS, SearchCollector};
 use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
-use super::schema::{ReportFields, full_text, truncate_on_char_boundary};
+use super::schema::{StoredDocument, truncate_on_char_boundary};
 use super::tokenizer::{PerlOutputTokenizer, is_joiner_token};
 use super::{SearchIndex, index_error};
 use crate::error::{Error, Result};
@@ -182,7 +182,8 @@ fn merge_overlapping(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
 
 /// A term or phrase of the query, as the tokens it must match in a row.
 struct HighlightSequence {
-    tokens: Vec<String>,
+    /// The tokens, as indexes into [`SnippetMaker::vocabulary`].
+    token_ids: Vec<u32>,
     /// Rarer sequences make better snippets: `1 / (1 + document frequency)` of its rarest word.
     weight: f32,
 }
@@ -194,8 +195,9 @@ struct TextMatch {
     sequence: usize,
 }
 
-/// Most matches considered per report (a term on every line of a huge report).
-const MAX_MATCHES_PER_TEXT: usize = 2_000;
+/// Matches kept per sequence and report: enough to choose a good fragment, and the scan of a
+/// long report stops once every sequence has them.
+const MAX_MATCHES_PER_SEQUENCE: usize = 16;
 /// Bytes of text shown before the first match of a snippet.
 const SNIPPET_CONTEXT_BYTES: usize = 48;
 
@@ -204,6 +206,8 @@ const SNIPPET_CONTEXT_BYTES: usize = 48;
 /// included (`Foo::Bar`, not the `Foo` of `Foo/Bar.pm`).
 struct SnippetMaker {
     sequences: Vec<HighlightSequence>,
+    /// Every token of every sequence, numbered: text tokens are compared as numbers.
+    vocabulary: HashMap<String, u32>,
     longest: usize,
 }
 
@@ -214,6 +218,7 @@ impl SnippetMaker {
         sequences: Vec<Vec<String>>,
     ) -> Result<SnippetMaker> {
         let mut weighted = Vec::with_capacity(sequences.len());
+        let mut vocabulary: HashMap<String, u32> = HashMap::new();
         'sequences: for tokens in sequences {
             let mut weight: f32 = 0.0;
             for token in tokens.iter().filter(|token| !is_joiner_token(token)) {
@@ -226,15 +231,23 @@ impl SnippetMaker {
                 }
                 weight = weight.max(1.0 / (1.0 + document_frequency as f32));
             }
-            weighted.push(HighlightSequence { tokens, weight });
+            let token_ids = tokens
+                .into_iter()
+                .map(|token| {
+                    let next_id = vocabulary.len() as u32;
+                    *vocabulary.entry(token).or_insert(next_id)
+                })
+                .collect();
+            weighted.push(HighlightSequence { token_ids, weight });
         }
         let longest = weighted
             .iter()
-            .map(|sequence| sequence.tokens.len())
+            .map(|sequence| sequence.token_ids.len())
             .max()
             .unwrap_or(0);
         Ok(SnippetMaker {
             sequences: weighted,
+            vocabulary,
             longest,
         })
     }
@@ -244,35 +257,49 @@ impl SnippetMaker {
         if self.sequences.is_empty() {
             return matches;
         }
+        let mut matches_per_sequence = vec![0usize; self.sequences.len()];
+        let mut sequences_done = 0;
         let mut tokenizer = PerlOutputTokenizer::default();
         let mut stream = tokenizer.token_stream(text);
-        let mut window: VecDeque<(String, usize, usize)> =
-            VecDeque::with_capacity(self.longest + 1);
+        // The last tokens read, as (vocabulary id, start offset); a token outside the
+        // vocabulary ends every partial match, so it clears the window.
+        let mut window: VecDeque<(u32, usize)> = VecDeque::with_capacity(self.longest + 1);
         while stream.advance() {
             let token = stream.token();
-            window.push_back((token.text.clone(), token.offset_from, token.offset_to));
+            let Some(&token_id) = self.vocabulary.get(token.text.as_str()) else {
+                window.clear();
+                continue;
+            };
+            window.push_back((token_id, token.offset_from));
             if window.len() > self.longest {
                 window.pop_front();
             }
             for (sequence_index, sequence) in self.sequences.iter().enumerate() {
-                let length = sequence.tokens.len();
-                if window.len() < length {
+                let length = sequence.token_ids.len();
+                if window.len() < length
+                    || matches_per_sequence[sequence_index] >= MAX_MATCHES_PER_SEQUENCE
+                {
                     continue;
                 }
                 let first = window.len() - length;
                 let matched = window
                     .iter()
                     .skip(first)
-                    .zip(&sequence.tokens)
-                    .all(|((text, _, _), wanted)| text == wanted);
-                if matched {
-                    matches.push(TextMatch {
-                        range: window[first].1..token.offset_to,
-                        sequence: sequence_index,
-                    });
+                    .zip(&sequence.token_ids)
+                    .all(|((id, _), wanted)| id == wanted);
+                if !matched {
+                    continue;
+                }
+                matches.push(TextMatch {
+                    range: window[first].1..token.offset_to,
+                    sequence: sequence_index,
+                });
+                matches_per_sequence[sequence_index] += 1;
+                if matches_per_sequence[sequence_index] == MAX_MATCHES_PER_SEQUENCE {
+                    sequences_done += 1;
                 }
             }
-            if matches.len() >= MAX_MATCHES_PER_TEXT {
+            if sequences_done == self.sequences.len() {
                 break;
             }
         }
@@ -335,6 +362,117 @@ impl SnippetMaker {
     }
 }
 
+/// Pages at least this long are read back from sled on several threads.
+const PARALLEL_HITS_MINIMUM: usize = 8;
+
+/// Reads hits back from sled and cuts their snippets.
+struct HitMaker<'a> {
+    searcher: &'a Searcher,
+    store: &'a Store,
+    id_field: Field,
+    snippets: &'a SnippetMaker,
+    with_score: bool,
+}
+
+impl HitMaker<'_> {
+    /// The hits of `page`, in order. Reading, decompressing and parsing a report and cutting
+    /// its snippet takes tens of microseconds; a long page is split over the cores.
+    fn make_all(&self, page: &[(SortKey, tantivy::DocAddress)]) -> Result<Vec<SearchHit>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .min(4);
+        if page.len() < PARALLEL_HITS_MINIMUM || threads < 2 {
+            return self.make_sequentially(page);
+        }
+        let chunk_length = page.len().div_ceil(threads);
+        let chunk_results: Vec<Result<Vec<SearchHit>>> =
+            std::thread::scope(|scope| {
+                let mut chunks = page.chunks(chunk_length);
+                let first_chunk = chunks.next().unwrap_or_default();
+                let handles: Vec<_> = chunks
+                    .map(|chunk| scope.spawn(move || self.make_sequentially(chunk)))
+                    .collect();
+                let mut results = vec![self.make_sequentially(first_chunk)];
+                for handle in handles {
+                    results.push(handle.join().unwrap_or_else(|_| {
+                        Err(Error::Internal("a hit reader panicked".to_string()))
+                    }));
+                }
+                results
+            });
+        let mut hits = Vec::with_capacity(page.len());
+        for chunk_hits in chunk_results {
+            hits.extend(chunk_hits?);
+        }
+        Ok(hits)
+    }
+
+    fn make_sequentially(&self, page: &[(SortKey, tantivy::DocAddress)]) -> Result<Vec<SearchHit>> {
+        let mut hits = Vec::with_capacity(page.len());
+        for (key, address) in page {
+            if let Some(hit) = self.make(key, *address)? {
+                hits.push(hit);
+            }
+        }
+        Ok(hits)
+    }
+
+    /// One hit; `None` (logged) when the report cannot be read back.
+    fn make(&self, key: &SortKey, address: tantivy::DocAddress) -> Result<Option<SearchHit>> {
+        let stored: TantivyDocument = self
+            .searcher
+            .doc(address)
+            .map_err(index_error("reading a hit"))?;
+        let Some(id_text) = stored
+            .get_first(self.id_field)
+            .and_then(|value| value.as_str())
+        else {
+            return Ok(None);
+        };
+        let Ok(id) = Uuid::parse_str(id_text) else {
+            tracing::warn!(id = %id_text, "indexed report id is not a uuid");
+            return Ok(None);
+        };
+        let report = match self.store.report(&id) {
+            Ok(Some(report)) => report,
+            Ok(None) => {
+                tracing::warn!(%id, "indexed report is missing from the store");
+                return Ok(None);
+            }
+            Err(error @ Error::DataCorruption { .. }) => {
+                tracing::error!(%id, %error, "indexed report does not decode, left out of the hits");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let Ok(document) = StoredDocument::parse(&report.document) else {
+            tracing::error!(%id, "stored document does not parse, left out of the hits");
+            return Ok(None);
+        };
+        let report_fields = document.fields(report.record.received_at_ms);
+        let snippet = self.snippets.snippet(&document.full_text());
+        Ok(Some(SearchHit {
+            id: id.hyphenated().to_string(),
+            seq: key.seq,
+            dist: report_fields.dist,
+            version: report_fields.version,
+            author: report_fields.author,
+            grade: report_fields.grade,
+            osname: report_fields.osname,
+            osversion: report_fields.osversion,
+            perl: report_fields.perl,
+            arch: report_fields.arch,
+            reporter: HitReporter {
+                name: report_fields.reporter_name,
+                email: report_fields.reporter_email,
+            },
+            created: report_fields.created,
+            score: self.with_score.then_some(key.primary as f32),
+            snippet,
+        }))
+    }
+}
+
 fn top_facet_values(counts: Vec<(String, u64)>) -> FacetCounts {
     let mut values: Vec<FacetValue> = counts
         .into_iter()
@@ -382,61 +520,14 @@ impl SearchIndex {
         let page: Vec<(SortKey, tantivy::DocAddress)> =
             fruit.top.into_iter().skip(request.offset).collect();
         let snippets = SnippetMaker::new(&searcher, fields.text, request.highlight_sequences())?;
-        let mut hits = Vec::with_capacity(page.len());
-        for (key, address) in &page {
-            let stored: TantivyDocument = searcher
-                .doc(*address)
-                .map_err(index_error("reading a hit"))?;
-            let Some(id_text) = stored
-                .get_first(fields.id)
-                .and_then(|value| value.as_str())
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            let Ok(id) = Uuid::parse_str(&id_text) else {
-                tracing::warn!(id = %id_text, "indexed report id is not a uuid");
-                continue;
-            };
-            let report = match store.report(&id) {
-                Ok(Some(report)) => report,
-                Ok(None) => {
-                    tracing::warn!(%id, "indexed report is missing from the store");
-                    continue;
-                }
-                Err(error @ Error::DataCorruption { .. }) => {
-                    tracing::error!(%id, %error, "indexed report does not decode, left out of the hits");
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let Ok(document) = serde_json::from_slice::<serde_json::Value>(&report.document) else {
-                tracing::error!(%id, "stored document is not JSON, left out of the hits");
-                continue;
-            };
-            let report_fields =
-                ReportFields::from_document(&document, report.record.received_at_ms);
-            let snippet = snippets.snippet(&full_text(&document));
-            hits.push(SearchHit {
-                id: id.hyphenated().to_string(),
-                seq: key.seq,
-                dist: report_fields.dist,
-                version: report_fields.version,
-                author: report_fields.author,
-                grade: report_fields.grade,
-                osname: report_fields.osname,
-                osversion: report_fields.osversion,
-                perl: report_fields.perl,
-                arch: report_fields.arch,
-                reporter: HitReporter {
-                    name: report_fields.reporter_name,
-                    email: report_fields.reporter_email,
-                },
-                created: report_fields.created,
-                score: (request.sort == SortOrder::Relevance).then_some(key.primary as f32),
-                snippet,
-            });
-        }
+        let hit_maker = HitMaker {
+            searcher: &searcher,
+            store,
+            id_field: fields.id,
+            snippets: &snippets,
+            with_score: request.sort == SortOrder::Relevance,
+        };
+        let hits = hit_maker.make_all(&page)?;
         let shown = (request.offset + page.len()) as u64;
         let next_cursor = match page.last() {
             Some((last_key, _)) if fruit.after_cursor > shown => Some(
@@ -489,17 +580,22 @@ mod tests {
 
     #[test]
     fn phrases_match_words_in_a_row_only() {
+        let vocabulary: HashMap<String, u32> = [("foo", 0), ("::", 1), ("bar", 2), ("inc", 3)]
+            .into_iter()
+            .map(|(token, id)| (token.to_string(), id))
+            .collect();
         let maker = SnippetMaker {
             sequences: vec![
                 HighlightSequence {
-                    tokens: vec!["foo".into(), "::".into(), "bar".into()],
+                    token_ids: vec![0, 1, 2],
                     weight: 1.0,
                 },
                 HighlightSequence {
-                    tokens: vec!["inc".into()],
+                    token_ids: vec![3],
                     weight: 0.5,
                 },
             ],
+            vocabulary,
             longest: 3,
         };
         let text = "Can't locate Foo/Bar.pm in @INC (you may need to install the Foo::Bar module)";

@@ -74,6 +74,21 @@ pub fn is_joiner_token(text: &str) -> bool {
     !text.is_empty() && text.chars().all(is_joiner_char)
 }
 
+/// The character at byte `index` of `text` (a character boundary) and its length in bytes.
+/// ASCII, by far the most common case, is read without decoding.
+#[inline]
+fn char_at(text: &str, index: usize) -> (char, usize) {
+    let byte = text.as_bytes()[index];
+    if byte.is_ascii() {
+        return (char::from(byte), 1);
+    }
+    let character = text[index..]
+        .chars()
+        .next()
+        .unwrap_or(char::REPLACEMENT_CHARACTER);
+    (character, character.len_utf8())
+}
+
 impl PerlOutputTokenStream<'_> {
     fn set_token(&mut self, from: usize, to: usize) {
         let slice = &self.text[from..to];
@@ -92,26 +107,22 @@ impl PerlOutputTokenStream<'_> {
         }
     }
 
-    /// The end of the word starting at `start`.
-    fn word_end(&self, start: usize) -> usize {
-        self.text[start..]
-            .char_indices()
-            .find(|(_, character)| !is_word_char(*character))
-            .map_or(self.text.len(), |(offset, _)| start + offset)
-    }
-
     /// The joiner run after a word ending at `word_end`, when it is followed by another word.
+    /// Joiner characters are ASCII, so the run is measured in bytes.
     fn joiner_after(&self, word_end: usize) -> Option<(usize, usize)> {
-        let rest = &self.text[word_end..];
-        let run_length = rest
-            .char_indices()
-            .find(|(_, character)| !is_joiner_char(*character))
-            .map_or(rest.len(), |(offset, _)| offset);
-        if run_length == 0 || run_length > MAX_JOINER_BYTES {
+        let bytes = self.text.as_bytes();
+        let mut end = word_end;
+        while end < bytes.len()
+            && end - word_end <= MAX_JOINER_BYTES
+            && is_joiner_char(char::from(bytes[end]))
+        {
+            end += 1;
+        }
+        let run_length = end - word_end;
+        if run_length == 0 || run_length > MAX_JOINER_BYTES || end >= bytes.len() {
             return None;
         }
-        let next_is_word = rest[run_length..].chars().next().is_some_and(is_word_char);
-        next_is_word.then_some((word_end, word_end + run_length))
+        is_word_char(char_at(self.text, end).0).then_some((word_end, end))
     }
 }
 
@@ -121,17 +132,30 @@ impl TokenStream for PerlOutputTokenStream<'_> {
             self.set_token(from, to);
             return true;
         }
+        let length = self.text.len();
         loop {
-            let Some(start_offset) = self.text[self.cursor..]
-                .char_indices()
-                .find(|(_, character)| is_word_char(*character))
-                .map(|(offset, _)| self.cursor + offset)
-            else {
-                self.cursor = self.text.len();
+            let mut index = self.cursor;
+            while index < length {
+                let (character, width) = char_at(self.text, index);
+                if is_word_char(character) {
+                    break;
+                }
+                index += width;
+            }
+            if index >= length {
+                self.cursor = length;
                 return false;
-            };
-            let end = self.word_end(start_offset);
-            if end - start_offset > MAX_WORD_BYTES {
+            }
+            let start = index;
+            while index < length {
+                let (character, width) = char_at(self.text, index);
+                if !is_word_char(character) {
+                    break;
+                }
+                index += width;
+            }
+            let end = index;
+            if end - start > MAX_WORD_BYTES {
                 // Too long to be useful: skip it and whatever joins it to the next word.
                 self.cursor = end;
                 continue;
@@ -140,7 +164,7 @@ impl TokenStream for PerlOutputTokenStream<'_> {
             self.cursor = self
                 .pending_joiner
                 .map_or(end, |(_, joiner_end)| joiner_end);
-            self.set_token(start_offset, end);
+            self.set_token(start, end);
             return true;
         }
     }
@@ -227,6 +251,13 @@ mod tests {
                 (3, "bar".to_string(), "Bar"),
             ]
         );
+    }
+
+    #[test]
+    fn joiners_need_a_word_on_both_sides() {
+        assert_eq!(token_texts("Foo::"), ["foo"]);
+        assert_eq!(token_texts("Foo::Bär-ß"), ["foo", "::", "bär", "-", "ß"]);
+        assert_eq!(token_texts("x::😀"), ["x"]);
     }
 
     #[test]

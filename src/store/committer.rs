@@ -24,8 +24,8 @@ use uuid::Uuid;
 
 use super::derived::{DerivedGroup, ReportSummary};
 use super::{
-    LogEntry, LogOp, META_LAST_SEQ, META_LOGICAL_BYTES, Protocol, ReportRecord, Store, UserRecord,
-    fact_key, log_key, report_key, user_key,
+    LogEntry, LogOp, META_LAST_SEQ, META_LOGICAL_BYTES, META_TERM, Protocol, ReportRecord, Store,
+    UserRecord, fact_key, log_key, report_key, user_key,
 };
 use crate::error::{Error, Result};
 
@@ -94,8 +94,30 @@ enum WriteRequest {
         replace_existing: bool,
         reply: oneshot::Sender<Result<PutUserOutcome>>,
     },
+    /// Entries of the leader's log, to apply on a follower in order, atomically.
+    Apply {
+        entries: Vec<ReplicatedEntry>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    /// Raise the term (promotion). Entries written afterwards carry it.
+    SetTerm {
+        term: u64,
+        reply: oneshot::Sender<Result<u64>>,
+    },
     /// Commit what came before, then stop. Writes queued after it are refused.
     Stop,
+}
+
+/// One entry of a leader's replication log as the change feed ships it: the log entry and
+/// the stored values it names, byte for byte as the leader stored them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicatedEntry {
+    /// The decoded log entry.
+    pub entry: LogEntry,
+    /// The value under `d` (report record) or `u` (user record) + id.
+    pub value: Vec<u8>,
+    /// The value under `f` + id (the original Metabase fact), if any.
+    pub fact: Option<Vec<u8>>,
 }
 
 /// Limits of the committer.
@@ -188,6 +210,23 @@ impl CommitterClient {
     /// Writes waiting in the queue now.
     pub fn queue_len(&self) -> usize {
         self.queue_depth - self.sender.capacity()
+    }
+
+    /// Applies entries of the leader's log (follower only). Entries at or below the local
+    /// `last_seq` must equal the local ones (idempotent re-delivery); the first new entry must
+    /// be `last_seq + 1`. Everything is checked before anything is written; a gap, a checksum
+    /// or hash mismatch, or a divergent entry refuses the whole batch. Returns the new `last_seq`.
+    pub async fn apply_replicated(&self, entries: Vec<ReplicatedEntry>) -> Result<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(WriteRequest::Apply { entries, reply })?;
+        answer.await.map_err(|_| committer_gone())?
+    }
+
+    /// Raises the term to `term` (must be higher than the current one), durably.
+    pub async fn set_term(&self, term: u64) -> Result<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(WriteRequest::SetTerm { term, reply })?;
+        answer.await.map_err(|_| committer_gone())?
     }
 
     /// Asks the committer to finish what is queued and stop, and waits until the request is
@@ -324,7 +363,31 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            // Replicated batches and term changes are committed on their own: they have their
+            // own ordering rules and never share a batch with local writes.
+            let (special, local): (Vec<WriteRequest>, Vec<WriteRequest>) =
+                group.into_iter().partition(|request| {
+                    matches!(
+                        request,
+                        WriteRequest::Apply { .. } | WriteRequest::SetTerm { .. }
+                    )
+                });
+            if !local.is_empty() {
+                self.commit_group(local);
+            }
+            for request in special {
+                match request {
+                    WriteRequest::Apply { entries, reply } => {
+                        let outcome = self.commit_replicated(entries);
+                        let _ = reply.send(outcome);
+                    }
+                    WriteRequest::SetTerm { term, reply } => {
+                        let outcome = self.commit_term(term);
+                        let _ = reply.send(outcome);
+                    }
+                    _ => {}
+                }
+            }
         }
         // Dropping the receiver refuses whatever is still queued: those clients were never
         // told their report was stored.
@@ -360,8 +423,8 @@ impl Committer {
                     }
                     replies.push(Reply::Report(reply, outcome));
                 }
-                // `run` ends the group at a stop request; nothing to write for it.
-                WriteRequest::Stop => {}
+                // `run` ends the group at a stop request and commits the others on their own.
+                WriteRequest::Stop | WriteRequest::Apply { .. } | WriteRequest::SetTerm { .. } => {}
                 WriteRequest::User {
                     user,
                     replace_existing,
@@ -439,6 +502,140 @@ impl Committer {
             "group committed"
         );
         answer_all(replies);
+    }
+
+    fn commit_term(&mut self, term: u64) -> Result<u64> {
+        if term <= self.term {
+            return Err(Error::Conflict(format!(
+                "term {term} is not above the current term {}",
+                self.term
+            )));
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(META_TERM, &term.to_be_bytes());
+        self.store
+            .db()
+            .apply_batch(batch)
+            .map_err(|e| Error::storage("writing term", e))?;
+        self.store.flush()?;
+        self.term = term;
+        self.durable.send_replace(self.last_seq);
+        tracing::info!(term, last_seq = self.last_seq, "term raised");
+        Ok(term)
+    }
+
+    fn commit_replicated(&mut self, entries: Vec<ReplicatedEntry>) -> Result<u64> {
+        let mut batch = sled::Batch::default();
+        let mut derived = DerivedGroup::default();
+        let mut next_seq = self.last_seq;
+        let mut term = self.term;
+        let mut logical_bytes = 0u64;
+        for replicated in &entries {
+            let entry = &replicated.entry;
+            if entry.seq <= next_seq {
+                self.check_already_applied(replicated)?;
+                continue;
+            }
+            if entry.seq != next_seq + 1 {
+                return Err(Error::corruption(
+                    "replication feed",
+                    format!(
+                        "gap: expected seq {} but the leader sent {}",
+                        next_seq + 1,
+                        entry.seq
+                    ),
+                ));
+            }
+            match entry.op {
+                LogOp::PutReport => {
+                    let record = ReportRecord::decode(&replicated.value).map_err(|detail| {
+                        Error::corruption(format!("replicated report at seq {}", entry.seq), detail)
+                    })?;
+                    if record.seq != entry.seq || record.content_sha256 != entry.content_sha256 {
+                        return Err(Error::corruption(
+                            format!("replicated report at seq {}", entry.seq),
+                            "the record does not match its log entry",
+                        ));
+                    }
+                    let document = crate::codec::decompress_document(&record.document_frame)?;
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&document).map_err(|error| {
+                            Error::corruption(
+                                format!("replicated document at seq {}", entry.seq),
+                                error.to_string(),
+                            )
+                        })?;
+                    let summary = ReportSummary::from_document(&value, entry.seq)?;
+                    derived.add_report(self.store.db(), &mut batch, &summary)?;
+                    batch.insert(&report_key(&entry.id), replicated.value.as_slice());
+                    if let Some(fact) = &replicated.fact {
+                        batch.insert(&fact_key(&entry.id), fact.as_slice());
+                    }
+                    logical_bytes += document.len() as u64;
+                }
+                LogOp::PutUser => {
+                    let digest: [u8; 32] = Sha256::digest(&replicated.value).into();
+                    if digest != entry.content_sha256 {
+                        return Err(Error::corruption(
+                            format!("replicated user at seq {}", entry.seq),
+                            "the record does not match its log entry",
+                        ));
+                    }
+                    batch.insert(&user_key(&entry.id), replicated.value.as_slice());
+                }
+            }
+            batch.insert(&log_key(entry.seq), &entry.encode()[..]);
+            next_seq = entry.seq;
+            term = term.max(entry.term);
+        }
+        if next_seq == self.last_seq {
+            return Ok(self.last_seq);
+        }
+        derived.finish(&mut batch)?;
+        batch.insert(META_LAST_SEQ, &next_seq.to_be_bytes());
+        batch.insert(META_TERM, &term.to_be_bytes());
+        batch.insert(
+            META_LOGICAL_BYTES,
+            &(self.logical_bytes + logical_bytes).to_be_bytes(),
+        );
+        self.store
+            .db()
+            .apply_batch(batch)
+            .map_err(|e| Error::storage("applying replicated entries", e))?;
+        self.last_seq = next_seq;
+        self.term = term;
+        self.logical_bytes += logical_bytes;
+        if let Some(last) = entries.last() {
+            self.last_committed_at_ms = self.last_committed_at_ms.max(last.entry.committed_at_ms);
+        }
+        let flush_started = Instant::now();
+        self.store.flush()?;
+        metrics::histogram!("reportstore_committer_flush_seconds")
+            .record(flush_started.elapsed().as_secs_f64());
+        self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .entries_written
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        self.durable.send_replace(self.last_seq);
+        Ok(self.last_seq)
+    }
+
+    /// A re-delivered entry must be exactly the one stored at its seq; anything else means
+    /// the two logs diverged, and applying must stop.
+    fn check_already_applied(&self, replicated: &ReplicatedEntry) -> Result<()> {
+        let seq = replicated.entry.seq;
+        let local = self
+            .store
+            .log_entries(seq - 1, 1)?
+            .into_iter()
+            .next()
+            .filter(|entry| entry.seq == seq);
+        match local {
+            Some(local) if local == replicated.entry => Ok(()),
+            _ => Err(Error::Conflict(format!(
+                "the leader's entry at seq {seq} differs from this node's: the logs diverged"
+            ))),
+        }
     }
 
     fn flush_if_behind(&mut self) -> Result<()> {
@@ -557,7 +754,11 @@ impl Committer {
 fn request_bytes(request: &WriteRequest) -> usize {
     match request {
         WriteRequest::Report { report, .. } => report.approximate_bytes(),
-        WriteRequest::User { .. } | WriteRequest::Stop => 512,
+        WriteRequest::Apply { entries, .. } => entries
+            .iter()
+            .map(|entry| entry.value.len() + entry.fact.as_ref().map_or(0, Vec::len))
+            .sum(),
+        WriteRequest::User { .. } | WriteRequest::SetTerm { .. } | WriteRequest::Stop => 512,
     }
 }
 

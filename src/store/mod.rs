@@ -284,6 +284,45 @@ impl Store {
         Ok(entries)
     }
 
+    /// Up to `max_entries` log entries after `after` with the values they name, as stored,
+    /// stopping early once `max_bytes` of values are collected (at least one entry is
+    /// returned when there is one). What the change feed ships.
+    pub fn replicated_entries(
+        &self,
+        after: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<committer::ReplicatedEntry>> {
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for entry in self.log_entries(after, max_entries)? {
+            let (value_key, fact) = match entry.op {
+                LogOp::PutReport => (
+                    report_key(&entry.id),
+                    self.db
+                        .get(fact_key(&entry.id))
+                        .map_err(|e| Error::storage("reading fact", e))?
+                        .map(|value| value.to_vec()),
+                ),
+                LogOp::PutUser => (user_key(&entry.id), None),
+            };
+            let value = self
+                .db
+                .get(value_key)
+                .map_err(|e| Error::storage("reading replicated value", e))?
+                .ok_or_else(|| {
+                    Error::corruption(format!("log entry {}", entry.seq), "its value is missing")
+                })?
+                .to_vec();
+            bytes += value.len() + fact.as_ref().map_or(0, Vec::len);
+            entries.push(committer::ReplicatedEntry { entry, value, fact });
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+
     /// Bytes sled occupies on disk (all files).
     pub fn size_on_disk(&self) -> Result<u64> {
         self.db

@@ -5,6 +5,7 @@ mod crash;
 mod metabase_fixtures;
 mod openapi;
 mod releases;
+mod replication;
 mod search;
 mod support;
 mod v3;

@@ -203,11 +203,230 @@ fn report_line(name: &str, count: usize, elapsed: Duration, latencies: &[Duratio
     );
 }
 
+/// Prints, per key prefix, how many keys sled holds and their key and value bytes, against the
+/// size of sled's files: where the bytes on disk go. Opens the (stopped) store directly.
+fn print_store_breakdown(store_dir: &Path) {
+    let files = directory_bytes(store_dir);
+    let db = match sled::Config::new().path(store_dir).open() {
+        Ok(db) => db,
+        Err(error) => {
+            println!("breakdown: cannot open {}: {error}", store_dir.display());
+            return;
+        }
+    };
+    // prefix -> (keys, key bytes, value bytes)
+    let mut rows: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    for item in db.iter() {
+        let (key, value) = item.expect("reading the store");
+        let prefix = match key.first() {
+            Some(b'm') => String::from_utf8_lossy(&key).into_owned(),
+            Some(byte) => (*byte as char).to_string(),
+            None => "(empty)".to_string(),
+        };
+        let row = rows.entry(prefix).or_default();
+        row.0 += 1;
+        row.1 += key.len() as u64;
+        row.2 += value.len() as u64;
+    }
+    let (keys, key_bytes, value_bytes) = rows
+        .values()
+        .fold((0, 0, 0), |a, r| (a.0 + r.0, a.1 + r.1, a.2 + r.2));
+    println!("store breakdown (logical key+value bytes per prefix vs sled's files):");
+    println!(
+        "  {:<16} {:>9} {:>12} {:>13} {:>10}",
+        "prefix", "keys", "key bytes", "value bytes", "B/key"
+    );
+    for (prefix, (count, kb, vb)) in &rows {
+        println!(
+            "  {prefix:<16} {count:>9} {kb:>12} {vb:>13} {:>10.1}",
+            (kb + vb) as f64 / *count as f64
+        );
+    }
+    println!(
+        "  {:<16} {keys:>9} {key_bytes:>12} {value_bytes:>13}   = {} B logical",
+        "total",
+        key_bytes + value_bytes
+    );
+    println!(
+        "  sled files before reopening: {files} B = {:.2} x logical; sled size_on_disk after reopening: {} B",
+        files as f64 / (key_bytes + value_bytes).max(1) as f64,
+        db.size_on_disk().unwrap_or(0)
+    );
+}
+
+/// `BENCH_MODE=cpu`: the ingest CPU path in process, without HTTP, sled or the committer:
+/// `prepare_v3_report` and `parse_submission` + `prepare_submission` over generated reports,
+/// single-threaded, so changes to parsing, hashing and compression can be compared directly.
+fn cpu_microbenchmark(count: usize) {
+    use reportstore::ingest::{metabase, v3};
+    let mut generator = ReportGenerator::new(7);
+    let testers = generator.testers().to_vec();
+    let mut v3_bodies = Vec::with_capacity(count);
+    let mut metabase_bodies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let report = generator.next_report();
+        v3_bodies.push(serde_json::to_vec(&report.to_v3_document(&testers)).unwrap());
+        let report = generator.next_report();
+        metabase_bodies.push(report.to_metabase_submission(&testers).into_bytes());
+    }
+    let validator = v3::V3Validator::new().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let reporter = metabase::Reporter {
+        name: "Bench Tester".to_string(),
+        email: "bench@example.org".to_string(),
+    };
+    for round in 0..2 {
+        let started = Instant::now();
+        let mut frame_bytes = 0usize;
+        for body in &v3_bodies {
+            let prepared = v3::prepare_v3_report(
+                &validator,
+                body,
+                None,
+                reportstore::store::Protocol::V3,
+                now,
+            )
+            .unwrap();
+            frame_bytes += prepared.document_frame.len();
+        }
+        let v3_elapsed = started.elapsed();
+        let v3_raw: usize = v3_bodies.iter().map(Vec::len).sum();
+        let started = Instant::now();
+        let (mut document_bytes, mut fact_bytes) = (0usize, 0usize);
+        for body in &metabase_bodies {
+            let submission =
+                metabase::parse_submission(body, metabase::REPORT_FACT_TYPE).unwrap();
+            let prepared =
+                metabase::prepare_submission(&submission, Some(&reporter), body, now).unwrap();
+            document_bytes += prepared.document_frame.len();
+            fact_bytes += prepared.fact_frame.as_ref().map_or(0, Vec::len);
+        }
+        let metabase_elapsed = started.elapsed();
+        let metabase_raw: usize = metabase_bodies.iter().map(Vec::len).sum();
+        println!(
+            "round {round}: v3 {:.1} us/report (document frame {:.1} % of body); metabase {:.1} us/report (document frame {:.1} % + fact frame {:.1} % of body)",
+            v3_elapsed.as_secs_f64() * 1e6 / count as f64,
+            frame_bytes as f64 * 100.0 / v3_raw as f64,
+            metabase_elapsed.as_secs_f64() * 1e6 / count as f64,
+            document_bytes as f64 * 100.0 / metabase_raw as f64,
+            fact_bytes as f64 * 100.0 / metabase_raw as f64,
+        );
+    }
+}
+
+/// `BENCH_MODE=store`: the storage path in process, without HTTP: reports prepared up front
+/// (2/3 Metabase, 1/3 v3 as in the full run), written through the real committer by
+/// `BENCH_CLIENTS` concurrent writers, then the bytes on disk with a per-prefix breakdown.
+/// Quick to iterate on sled settings and row encodings.
+fn store_experiment(count: usize, clients: usize) {
+    use reportstore::ingest::{metabase, v3};
+    use reportstore::store::{Store, StoreConfig, committer};
+    let mut generator = ReportGenerator::new(42);
+    let testers = generator.testers().to_vec();
+    let validator = v3::V3Validator::new().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let mut raw = 0u64;
+    let mut prepared = Vec::with_capacity(count);
+    for index in 0..count {
+        let report = generator.next_report();
+        if index % 3 == 0 {
+            let body = serde_json::to_vec(&report.to_v3_document(&testers)).unwrap();
+            raw += body.len() as u64;
+            prepared.push(
+                v3::prepare_v3_report(&validator, &body, None, reportstore::store::Protocol::V3, now)
+                    .unwrap(),
+            );
+        } else {
+            let body = report.to_metabase_submission(&testers).into_bytes();
+            raw += body.len() as u64;
+            let tester = &testers[report.tester_index];
+            let reporter = metabase::Reporter {
+                name: tester.name.clone(),
+                email: tester.email.clone(),
+            };
+            let submission = metabase::parse_submission(&body, metabase::REPORT_FACT_TYPE).unwrap();
+            prepared.push(
+                metabase::prepare_submission(&submission, Some(&reporter), &body, now).unwrap(),
+            );
+        }
+    }
+    let base = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("reportstore-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let store_dir = base.join("store");
+    let store = Arc::new(Store::open(&store_dir, &StoreConfig::default()).unwrap());
+    let (client, thread) =
+        committer::spawn(Arc::clone(&store), committer::CommitterConfig::default()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    runtime.block_on(async {
+        let queue = Arc::new(std::sync::Mutex::new(prepared));
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let queue = Arc::clone(&queue);
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Some(report) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    client.put_report(report).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let elapsed = started.elapsed();
+    drop(client);
+    thread.join().unwrap();
+    drop(store);
+    let on_disk = directory_bytes(&store_dir);
+    println!(
+        "store: {count} reports committed in {:.2} s ({:.0}/s); {on_disk} B on disk = {} B/report = {:.1} % of {raw} B raw",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        on_disk / count as u64,
+        on_disk as f64 * 100.0 / raw as f64
+    );
+    print_store_breakdown(&store_dir);
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a plain `cargo test --benches` passes nothing and expects
     // no work.
     if !std::env::args().any(|argument| argument == "--bench") {
         return;
+    }
+    match std::env::var("BENCH_MODE").as_deref() {
+        Ok("cpu") => {
+            cpu_microbenchmark(env_number("BENCH_REPORTS", 2000));
+            return;
+        }
+        Ok("store") => {
+            store_experiment(
+                env_number("BENCH_REPORTS", 30_000),
+                env_number("BENCH_CLIENTS", 32),
+            );
+            return;
+        }
+        Ok("breakdown") => {
+            // BENCH_STORE=<data dir>/store of a run kept with BENCH_KEEP=1.
+            let store = std::env::var_os("BENCH_STORE").expect("BENCH_STORE=<path to store>");
+            print_store_breakdown(Path::new(&store));
+            return;
+        }
+        _ => {}
     }
     let per_phase = env_number("BENCH_REPORTS", 20_000);
     let rate_secs = env_number("BENCH_RATE_SECS", 20);
@@ -350,6 +569,9 @@ fn main() {
         "server peak RSS (VmHWM): {:.1} MiB",
         peak_rss as f64 / 1024.0 / 1024.0
     );
+    if std::env::var_os("BENCH_BREAKDOWN").is_some() {
+        print_store_breakdown(&data_dir.join("store"));
+    }
     if std::env::var_os("BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&data_dir);
     }

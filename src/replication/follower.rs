@@ -15,11 +15,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::wire::FeedLine;
-use super::{ADDRESS_HEADER, NODE_HEADER, SINCE_HASH_HEADER, SINCE_TERM_HEADER, TERM_HEADER};
+use super::{
+    ADDRESS_HEADER, APPLIED_HEADER, NODE_HEADER, SINCE_HASH_HEADER, SINCE_TERM_HEADER, TERM_HEADER,
+};
 use crate::api::v3::hex;
 use crate::error::Error;
 use crate::store::Store;
-use crate::store::committer::{CommitterClient, ReplicatedEntry, now_ms};
+use crate::store::committer::{
+    CommitterClient, PreparedReplicatedEntry, ReplicatedEntry, now_ms, prepare_replicated,
+};
 
 /// Entries asked for per request.
 const BATCH_ENTRIES: usize = 2_000;
@@ -171,6 +175,12 @@ fn set_stopped(status: &Mutex<FollowerStatus>, reason: String) {
     status.last_error = Some(reason);
 }
 
+/// The local position: the last applied seq, the term, and the identity of the entry at it.
+struct Position {
+    since: u64,
+    identity: Option<(u64, [u8; 32])>,
+}
+
 async fn fetch_and_apply(
     settings: &FollowerSettings,
     client: &reqwest::Client,
@@ -185,80 +195,143 @@ async fn fetch_and_apply(
         let at = position_store
             .log_entries(last_seq.saturating_sub(1), 1)?
             .into_iter()
-            .next();
+            .next()
+            .filter(|entry| entry.seq == last_seq);
         Ok((last_seq, term, at))
     })
     .await;
-    let (applied, own_term, entry_at_since) = match position {
+    let (mut applied, own_term, entry_at_since) = match position {
         Ok(position) => position,
         Err(error) => return Step::Retry(format!("reading the local position: {error}")),
     };
+    let mut fetched = match fetch(
+        settings,
+        client,
+        Position {
+            since: applied,
+            identity: entry_at_since.map(|entry| (entry.term, entry.content_sha256)),
+        },
+        applied,
+        own_term,
+        status,
+    )
+    .await
+    {
+        Ok(entries) => entries,
+        Err(step) => return step,
+    };
+    loop {
+        if fetched.is_empty() {
+            update_lag(status, applied, None);
+            return Step::Continue;
+        }
+        let newest_committed_at = fetched.last().map(|entry| entry.entry.committed_at_ms);
+        let catching_up = fetched.len() >= BATCH_ENTRIES;
+        let prepared = match prepare(fetched).await {
+            Ok(prepared) => prepared,
+            Err(step) => return step,
+        };
+        let last = prepared.last().map(|entry| entry.entry().clone()).expect("not empty");
+        if !catching_up {
+            // At the tail, apply then ask again: the next request's `since` is the leader's
+            // acknowledgement that this batch is durable here (semi-sync waits on it).
+            return match apply(committer, prepared).await {
+                Ok(new_last_seq) => {
+                    update_lag(status, new_last_seq, newest_committed_at);
+                    Step::Continue
+                }
+                Err(step) => step,
+            };
+        }
+        // Catching up (a full batch: the leader has more): read the next batch while this one
+        // is applied. `x-reportstore-applied` still tells the leader only what is durable.
+        let next_position = Position {
+            since: last.seq,
+            identity: Some((last.term, last.content_sha256)),
+        };
+        let (applied_result, next) = tokio::join!(
+            apply(committer, prepared),
+            fetch(settings, client, next_position, applied, own_term, status)
+        );
+        match applied_result {
+            Ok(new_last_seq) => {
+                applied = new_last_seq;
+                update_lag(status, new_last_seq, newest_committed_at);
+            }
+            Err(step) => return step,
+        }
+        fetched = match next {
+            Ok(entries) => entries,
+            Err(step) => return step,
+        };
+    }
+}
+
+/// Reads one batch of the feed after `position`, checking checksums and continuity.
+async fn fetch(
+    settings: &FollowerSettings,
+    client: &reqwest::Client,
+    position: Position,
+    applied: u64,
+    own_term: u64,
+    status: &Mutex<FollowerStatus>,
+) -> Result<Vec<ReplicatedEntry>, Step> {
+    let since = position.since;
     let url = format!(
-        "{}/replication/v1/changes?since={applied}&limit={BATCH_ENTRIES}&feed=longpoll&wait_ms={LONG_POLL_MS}",
+        "{}/replication/v1/changes?since={since}&limit={BATCH_ENTRIES}&feed=longpoll&wait_ms={LONG_POLL_MS}",
         settings.leader_url.trim_end_matches('/')
     );
     let mut request = client
         .get(url)
         .bearer_auth(&settings.token)
         .header(NODE_HEADER, &settings.node_id)
-        .header(TERM_HEADER, own_term.to_string());
-    if let Some(entry) = entry_at_since.filter(|entry| entry.seq == applied) {
+        .header(TERM_HEADER, own_term.to_string())
+        .header(APPLIED_HEADER, applied.to_string());
+    if let Some((term, hash)) = position.identity {
         request = request
-            .header(SINCE_TERM_HEADER, entry.term.to_string())
-            .header(SINCE_HASH_HEADER, hex(&entry.content_sha256));
+            .header(SINCE_TERM_HEADER, term.to_string())
+            .header(SINCE_HASH_HEADER, hex(&hash));
     }
     if let Some(address) = &settings.advertise_url {
         request = request.header(ADDRESS_HEADER, address);
     }
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(error) => return Step::Retry(format!("the leader did not answer: {error}")),
-    };
+    let response = request
+        .send()
+        .await
+        .map_err(|error| Step::Retry(format!("the leader did not answer: {error}")))?;
     let http_status = response.status();
-    let body = match response.bytes().await {
-        Ok(body) => body,
-        Err(error) => return Step::Retry(format!("reading the feed failed: {error}")),
-    };
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| Step::Retry(format!("reading the feed failed: {error}")))?;
     if http_status == reqwest::StatusCode::CONFLICT {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|value| value["errors"][0]["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
         if message.contains("diverged") || message.contains("beyond") {
-            return Step::Stop(format!(
-                "the leader refused this follower's position: {message}"
-            ));
+            return Err(Step::Stop(format!("the leader refused this follower's position: {message}")));
         }
-        return Step::Retry(format!("the leader refused the feed: {message}"));
+        return Err(Step::Retry(format!("the leader refused the feed: {message}")));
     }
     if !http_status.is_success() {
-        return Step::Retry(format!(
+        return Err(Step::Retry(format!(
             "the leader answered {http_status}: {}",
             String::from_utf8_lossy(&body)
-        ));
+        )));
     }
-
     let mut entries: Vec<ReplicatedEntry> = Vec::new();
-    let mut expected = applied + 1;
-    for line in body
-        .split(|byte| *byte == b'\n')
-        .filter(|line| !line.is_empty())
-    {
-        let line: FeedLine = match serde_json::from_slice(line) {
-            Ok(line) => line,
-            Err(error) => {
-                return Step::Stop(format!(
-                    "the feed sent a line that is not a feed entry: {error}"
-                ));
-            }
-        };
+    let mut expected = since + 1;
+    for line in body.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
+        let line: FeedLine = serde_json::from_slice(line)
+            .map_err(|error| Step::Stop(format!("the feed sent a line that is not a feed entry: {error}")))?;
         if let FeedLine::Status { last_seq, term } = line {
             if term < own_term {
-                return Step::Stop(format!(
+                return Err(Step::Stop(format!(
                     "the node at {} is at term {term}, below this follower's term {own_term}: it was deposed \
                      and cannot feed this follower",
                     settings.leader_url
-                ));
+                )));
             }
             let mut status = status.lock().expect("status lock");
             status.leader_seq_seen = last_seq;
@@ -266,36 +339,49 @@ async fn fetch_and_apply(
             status.last_contact_ms = Some(now_ms());
             continue;
         }
-        let entry = match line.into_entry() {
-            Ok(Some(entry)) => entry,
-            Ok(None) => continue,
-            Err(error) => return Step::Stop(error.to_string()),
+        let Some(entry) = line.into_entry().map_err(|error| Step::Stop(error.to_string()))? else {
+            continue;
         };
         if entry.entry.seq != expected {
-            return Step::Stop(format!(
+            return Err(Step::Stop(format!(
                 "gap in the feed: expected seq {expected}, the leader sent {}",
                 entry.entry.seq
-            ));
+            )));
         }
         expected += 1;
         entries.push(entry);
     }
-    if entries.is_empty() {
-        update_lag(status, applied, None);
-        return Step::Continue;
-    }
-    let newest_committed_at = entries.last().map(|entry| entry.entry.committed_at_ms);
-    match committer.apply_replicated(entries).await {
-        Ok(new_last_seq) => {
-            update_lag(status, new_last_seq, newest_committed_at);
-            Step::Continue
-        }
-        Err(
-            error
-            @ (Error::Conflict(_) | Error::DataCorruption { .. } | Error::InvalidInput { .. }),
-        ) => Step::Stop(error.to_string()),
-        Err(error) => Step::Retry(format!("applying failed: {error}")),
-    }
+    Ok(entries)
+}
+
+/// Checks and decodes a batch on the blocking pool, split over two threads (decompression
+/// and JSON parsing are most of a follower's CPU).
+async fn prepare(entries: Vec<ReplicatedEntry>) -> Result<Vec<PreparedReplicatedEntry>, Step> {
+    let prepared = crate::api::blocking(move || {
+        let middle = entries.len() / 2;
+        let mut first = entries;
+        let second = first.split_off(middle);
+        let (first, second) = std::thread::scope(|scope| {
+            let worker = scope.spawn(move || second.into_iter().map(prepare_replicated).collect::<crate::Result<Vec<_>>>());
+            let first = first.into_iter().map(prepare_replicated).collect::<crate::Result<Vec<_>>>();
+            (first, worker.join())
+        });
+        let mut prepared = first?;
+        prepared.extend(second.map_err(|_| Error::Internal("a prepare thread panicked".to_string()))??);
+        Ok(prepared)
+    })
+    .await;
+    prepared.map_err(|error| match error {
+        Error::DataCorruption { .. } | Error::InvalidInput { .. } => Step::Stop(error.to_string()),
+        other => Step::Retry(format!("preparing entries failed: {other}")),
+    })
+}
+
+async fn apply(committer: &CommitterClient, prepared: Vec<PreparedReplicatedEntry>) -> Result<u64, Step> {
+    committer.apply_replicated(prepared).await.map_err(|error| match error {
+        Error::Conflict(_) | Error::DataCorruption { .. } | Error::InvalidInput { .. } => Step::Stop(error.to_string()),
+        other => Step::Retry(format!("applying failed: {other}")),
+    })
 }
 
 fn update_lag(status: &Mutex<FollowerStatus>, applied: u64, newest_committed_at: Option<i64>) {

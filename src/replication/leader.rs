@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::wire::{FeedLine, parse_hex32};
 use super::{
-    ADDRESS_HEADER, NODE_HEADER, Role, SINCE_HASH_HEADER, SINCE_TERM_HEADER, TERM_HEADER,
+    ADDRESS_HEADER, APPLIED_HEADER, NODE_HEADER, Role, SINCE_HASH_HEADER, SINCE_TERM_HEADER, TERM_HEADER,
     constant_time_equal,
 };
 use crate::api::problem::ApiError;
@@ -281,10 +281,15 @@ pub async fn changes(
         }
     }
     if let Some(node) = header_text(&headers, NODE_HEADER) {
+        // A follower reading ahead (catching up) says what it has durably applied; otherwise
+        // `since` is its acknowledgement.
+        let applied = header_text(&headers, APPLIED_HEADER)
+            .and_then(|text| text.parse::<u64>().ok())
+            .map_or(since, |applied| applied.min(since));
         state.replication.registry.record(
             &node,
             header_text(&headers, ADDRESS_HEADER),
-            since,
+            applied,
             follower_term,
         );
     }

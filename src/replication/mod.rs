@@ -31,6 +31,9 @@ pub const TERM_HEADER: &str = "x-reportstore-term";
 pub const SINCE_TERM_HEADER: &str = "x-reportstore-since-term";
 /// Header with the content hash (hex) of the follower's entry at `since`.
 pub const SINCE_HASH_HEADER: &str = "x-reportstore-since-sha256";
+/// Header with the last seq the follower has durably applied (its acknowledgement). Without
+/// it, `since` counts as the acknowledgement.
+pub const APPLIED_HEADER: &str = "x-reportstore-applied";
 /// Header with the follower's own base URL, shown in the leader's status.
 pub const ADDRESS_HEADER: &str = "x-reportstore-address";
 /// Header naming the leader on refused writes.

@@ -96,7 +96,7 @@ enum WriteRequest {
     },
     /// Entries of the leader's log, to apply on a follower in order, atomically.
     Apply {
-        entries: Vec<ReplicatedEntry>,
+        entries: Vec<PreparedReplicatedEntry>,
         reply: oneshot::Sender<Result<u64>>,
     },
     /// Raise the term (promotion). Entries written afterwards carry it.
@@ -118,6 +118,66 @@ pub struct ReplicatedEntry {
     pub value: Vec<u8>,
     /// The value under `f` + id (the original Metabase fact), if any.
     pub fact: Option<Vec<u8>>,
+}
+
+/// A replicated entry whose values were checked against its log entry and whose document was
+/// decoded into its summary row: what the committer applies. Only [`prepare_replicated`]
+/// makes one, so an unchecked entry cannot reach the store. Preparing is CPU work (zstd,
+/// JSON) that callers run in parallel, off the committer thread.
+#[derive(Debug, Clone)]
+pub struct PreparedReplicatedEntry {
+    replicated: ReplicatedEntry,
+    summary: Option<ReportSummary>,
+    document_bytes: u64,
+}
+
+impl PreparedReplicatedEntry {
+    /// The log entry.
+    pub fn entry(&self) -> &LogEntry {
+        &self.replicated.entry
+    }
+}
+
+/// Checks a replicated entry's values against its log entry (seq, content hash), decodes a
+/// report's document and computes its summary row.
+pub fn prepare_replicated(replicated: ReplicatedEntry) -> Result<PreparedReplicatedEntry> {
+    let entry = &replicated.entry;
+    match entry.op {
+        LogOp::PutReport => {
+            let record = ReportRecord::decode(&replicated.value)
+                .map_err(|detail| Error::corruption(format!("replicated report at seq {}", entry.seq), detail))?;
+            if record.seq != entry.seq || record.content_sha256 != entry.content_sha256 {
+                return Err(Error::corruption(
+                    format!("replicated report at seq {}", entry.seq),
+                    "the record does not match its log entry",
+                ));
+            }
+            let document = crate::codec::decompress_document(&record.document_frame)?;
+            let value: serde_json::Value = serde_json::from_slice(&document).map_err(|error| {
+                Error::corruption(format!("replicated document at seq {}", entry.seq), error.to_string())
+            })?;
+            let summary = ReportSummary::from_document(&value, entry.seq)?;
+            Ok(PreparedReplicatedEntry {
+                document_bytes: document.len() as u64,
+                summary: Some(summary),
+                replicated,
+            })
+        }
+        LogOp::PutUser => {
+            let digest: [u8; 32] = Sha256::digest(&replicated.value).into();
+            if digest != entry.content_sha256 {
+                return Err(Error::corruption(
+                    format!("replicated user at seq {}", entry.seq),
+                    "the record does not match its log entry",
+                ));
+            }
+            Ok(PreparedReplicatedEntry {
+                replicated,
+                summary: None,
+                document_bytes: 0,
+            })
+        }
+    }
 }
 
 /// Limits of the committer.
@@ -216,7 +276,7 @@ impl CommitterClient {
     /// `last_seq` must equal the local ones (idempotent re-delivery); the first new entry must
     /// be `last_seq + 1`. Everything is checked before anything is written; a gap, a checksum
     /// or hash mismatch, or a divergent entry refuses the whole batch. Returns the new `last_seq`.
-    pub async fn apply_replicated(&self, entries: Vec<ReplicatedEntry>) -> Result<u64> {
+    pub async fn apply_replicated(&self, entries: Vec<PreparedReplicatedEntry>) -> Result<u64> {
         let (reply, answer) = oneshot::channel();
         self.enqueue(WriteRequest::Apply { entries, reply })?;
         answer.await.map_err(|_| committer_gone())?
@@ -524,13 +584,14 @@ impl Committer {
         Ok(term)
     }
 
-    fn commit_replicated(&mut self, entries: Vec<ReplicatedEntry>) -> Result<u64> {
+    fn commit_replicated(&mut self, entries: Vec<PreparedReplicatedEntry>) -> Result<u64> {
         let mut batch = sled::Batch::default();
         let mut derived = DerivedGroup::default();
         let mut next_seq = self.last_seq;
         let mut term = self.term;
         let mut logical_bytes = 0u64;
-        for replicated in &entries {
+        for prepared in &entries {
+            let replicated = &prepared.replicated;
             let entry = &replicated.entry;
             if entry.seq <= next_seq {
                 self.check_already_applied(replicated)?;
@@ -539,48 +600,22 @@ impl Committer {
             if entry.seq != next_seq + 1 {
                 return Err(Error::corruption(
                     "replication feed",
-                    format!(
-                        "gap: expected seq {} but the leader sent {}",
-                        next_seq + 1,
-                        entry.seq
-                    ),
+                    format!("gap: expected seq {} but the leader sent {}", next_seq + 1, entry.seq),
                 ));
             }
-            match entry.op {
-                LogOp::PutReport => {
-                    let record = ReportRecord::decode(&replicated.value).map_err(|detail| {
-                        Error::corruption(format!("replicated report at seq {}", entry.seq), detail)
-                    })?;
-                    if record.seq != entry.seq || record.content_sha256 != entry.content_sha256 {
-                        return Err(Error::corruption(
-                            format!("replicated report at seq {}", entry.seq),
-                            "the record does not match its log entry",
-                        ));
-                    }
-                    let document = crate::codec::decompress_document(&record.document_frame)?;
-                    let value: serde_json::Value =
-                        serde_json::from_slice(&document).map_err(|error| {
-                            Error::corruption(
-                                format!("replicated document at seq {}", entry.seq),
-                                error.to_string(),
-                            )
-                        })?;
-                    let summary = ReportSummary::from_document(&value, entry.seq)?;
-                    derived.add_report(self.store.db(), &mut batch, &summary)?;
+            match (&entry.op, &prepared.summary) {
+                (LogOp::PutReport, Some(summary)) => {
+                    derived.add_report(self.store.db(), &mut batch, summary)?;
                     batch.insert(&report_key(&entry.id), replicated.value.as_slice());
                     if let Some(fact) = &replicated.fact {
                         batch.insert(&fact_key(&entry.id), fact.as_slice());
                     }
-                    logical_bytes += document.len() as u64;
+                    logical_bytes += prepared.document_bytes;
                 }
-                LogOp::PutUser => {
-                    let digest: [u8; 32] = Sha256::digest(&replicated.value).into();
-                    if digest != entry.content_sha256 {
-                        return Err(Error::corruption(
-                            format!("replicated user at seq {}", entry.seq),
-                            "the record does not match its log entry",
-                        ));
-                    }
+                (LogOp::PutReport, None) => {
+                    return Err(Error::Internal(format!("report at seq {} was not prepared", entry.seq)));
+                }
+                (LogOp::PutUser, _) => {
                     batch.insert(&user_key(&entry.id), replicated.value.as_slice());
                 }
             }
@@ -606,7 +641,9 @@ impl Committer {
         self.term = term;
         self.logical_bytes += logical_bytes;
         if let Some(last) = entries.last() {
-            self.last_committed_at_ms = self.last_committed_at_ms.max(last.entry.committed_at_ms);
+            self.last_committed_at_ms = self
+                .last_committed_at_ms
+                .max(last.replicated.entry.committed_at_ms);
         }
         let flush_started = Instant::now();
         self.store.flush()?;
@@ -756,7 +793,7 @@ fn request_bytes(request: &WriteRequest) -> usize {
         WriteRequest::Report { report, .. } => report.approximate_bytes(),
         WriteRequest::Apply { entries, .. } => entries
             .iter()
-            .map(|entry| entry.value.len() + entry.fact.as_ref().map_or(0, Vec::len))
+            .map(|entry| entry.replicated.value.len() + entry.replicated.fact.as_ref().map_or(0, Vec::len))
             .sum(),
         WriteRequest::User { .. } | WriteRequest::SetTerm { .. } | WriteRequest::Stop => 512,
     }

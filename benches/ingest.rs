@@ -294,8 +294,7 @@ fn cpu_microbenchmark(count: usize) {
         let started = Instant::now();
         let (mut document_bytes, mut fact_bytes) = (0usize, 0usize);
         for body in &metabase_bodies {
-            let submission =
-                metabase::parse_submission(body, metabase::REPORT_FACT_TYPE).unwrap();
+            let submission = metabase::parse_submission(body, metabase::REPORT_FACT_TYPE).unwrap();
             let prepared =
                 metabase::prepare_submission(&submission, Some(&reporter), body, now).unwrap();
             document_bytes += prepared.document_frame.len();
@@ -333,8 +332,14 @@ fn store_experiment(count: usize, clients: usize) {
             let body = serde_json::to_vec(&report.to_v3_document(&testers)).unwrap();
             raw += body.len() as u64;
             prepared.push(
-                v3::prepare_v3_report(&validator, &body, None, reportstore::store::Protocol::V3, now)
-                    .unwrap(),
+                v3::prepare_v3_report(
+                    &validator,
+                    &body,
+                    None,
+                    reportstore::store::Protocol::V3,
+                    now,
+                )
+                .unwrap(),
             );
         } else {
             let body = report.to_metabase_submission(&testers).into_bytes();

@@ -103,6 +103,27 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .set(crate::metrics::resident_bytes() as f64);
     metrics::gauge!("reportstore_process_peak_resident_bytes")
         .set(crate::metrics::peak_resident_bytes() as f64);
+    for follower in state.replication.registry.snapshot() {
+        let node = follower.node.clone();
+        metrics::gauge!("reportstore_replication_follower_applied_seq", "node" => node.clone())
+            .set(follower.applied_seq as f64);
+        metrics::gauge!("reportstore_replication_follower_lag_entries", "node" => node.clone())
+            .set(durable_seq.saturating_sub(follower.applied_seq) as f64);
+        metrics::gauge!("reportstore_replication_follower_last_seen_seconds", "node" => node)
+            .set(follower.last_seen.elapsed().as_secs_f64());
+    }
+    if let Some(following) = state.replication.follower_status() {
+        metrics::gauge!("reportstore_replication_applied_seq").set(following.applied_seq as f64);
+        metrics::gauge!("reportstore_replication_leader_seq_seen")
+            .set(following.leader_seq_seen as f64);
+        metrics::gauge!("reportstore_replication_lag_entries").set(following.lag_entries as f64);
+        metrics::gauge!("reportstore_replication_lag_seconds").set(following.lag_seconds);
+        metrics::gauge!("reportstore_replication_stopped").set(if following.state == "stopped" {
+            1.0
+        } else {
+            0.0
+        });
+    }
     let text = state.metrics.render();
     Ok((
         [(

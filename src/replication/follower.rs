@@ -231,7 +231,10 @@ async fn fetch_and_apply(
             Ok(prepared) => prepared,
             Err(step) => return step,
         };
-        let last = prepared.last().map(|entry| entry.entry().clone()).expect("not empty");
+        let last = prepared
+            .last()
+            .map(|entry| entry.entry().clone())
+            .expect("not empty");
         if !catching_up {
             // At the tail, apply then ask again: the next request's `since` is the leader's
             // acknowledgement that this batch is durable here (semi-sync waits on it).
@@ -310,9 +313,13 @@ async fn fetch(
             .and_then(|value| value["errors"][0]["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
         if message.contains("diverged") || message.contains("beyond") {
-            return Err(Step::Stop(format!("the leader refused this follower's position: {message}")));
+            return Err(Step::Stop(format!(
+                "the leader refused this follower's position: {message}"
+            )));
         }
-        return Err(Step::Retry(format!("the leader refused the feed: {message}")));
+        return Err(Step::Retry(format!(
+            "the leader refused the feed: {message}"
+        )));
     }
     if !http_status.is_success() {
         return Err(Step::Retry(format!(
@@ -322,9 +329,15 @@ async fn fetch(
     }
     let mut entries: Vec<ReplicatedEntry> = Vec::new();
     let mut expected = since + 1;
-    for line in body.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
-        let line: FeedLine = serde_json::from_slice(line)
-            .map_err(|error| Step::Stop(format!("the feed sent a line that is not a feed entry: {error}")))?;
+    for line in body
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+    {
+        let line: FeedLine = serde_json::from_slice(line).map_err(|error| {
+            Step::Stop(format!(
+                "the feed sent a line that is not a feed entry: {error}"
+            ))
+        })?;
         if let FeedLine::Status { last_seq, term } = line {
             if term < own_term {
                 return Err(Step::Stop(format!(
@@ -339,7 +352,10 @@ async fn fetch(
             status.last_contact_ms = Some(now_ms());
             continue;
         }
-        let Some(entry) = line.into_entry().map_err(|error| Step::Stop(error.to_string()))? else {
+        let Some(entry) = line
+            .into_entry()
+            .map_err(|error| Step::Stop(error.to_string()))?
+        else {
             continue;
         };
         if entry.entry.seq != expected {
@@ -362,12 +378,21 @@ async fn prepare(entries: Vec<ReplicatedEntry>) -> Result<Vec<PreparedReplicated
         let mut first = entries;
         let second = first.split_off(middle);
         let (first, second) = std::thread::scope(|scope| {
-            let worker = scope.spawn(move || second.into_iter().map(prepare_replicated).collect::<crate::Result<Vec<_>>>());
-            let first = first.into_iter().map(prepare_replicated).collect::<crate::Result<Vec<_>>>();
+            let worker = scope.spawn(move || {
+                second
+                    .into_iter()
+                    .map(prepare_replicated)
+                    .collect::<crate::Result<Vec<_>>>()
+            });
+            let first = first
+                .into_iter()
+                .map(prepare_replicated)
+                .collect::<crate::Result<Vec<_>>>();
             (first, worker.join())
         });
         let mut prepared = first?;
-        prepared.extend(second.map_err(|_| Error::Internal("a prepare thread panicked".to_string()))??);
+        prepared
+            .extend(second.map_err(|_| Error::Internal("a prepare thread panicked".to_string()))??);
         Ok(prepared)
     })
     .await;
@@ -377,11 +402,19 @@ async fn prepare(entries: Vec<ReplicatedEntry>) -> Result<Vec<PreparedReplicated
     })
 }
 
-async fn apply(committer: &CommitterClient, prepared: Vec<PreparedReplicatedEntry>) -> Result<u64, Step> {
-    committer.apply_replicated(prepared).await.map_err(|error| match error {
-        Error::Conflict(_) | Error::DataCorruption { .. } | Error::InvalidInput { .. } => Step::Stop(error.to_string()),
-        other => Step::Retry(format!("applying failed: {other}")),
-    })
+async fn apply(
+    committer: &CommitterClient,
+    prepared: Vec<PreparedReplicatedEntry>,
+) -> Result<u64, Step> {
+    committer
+        .apply_replicated(prepared)
+        .await
+        .map_err(|error| match error {
+            Error::Conflict(_) | Error::DataCorruption { .. } | Error::InvalidInput { .. } => {
+                Step::Stop(error.to_string())
+            }
+            other => Step::Retry(format!("applying failed: {other}")),
+        })
 }
 
 fn update_lag(status: &Mutex<FollowerStatus>, applied: u64, newest_committed_at: Option<i64>) {

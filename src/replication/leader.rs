@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::wire::{FeedLine, parse_hex32};
 use super::{
-    ADDRESS_HEADER, APPLIED_HEADER, NODE_HEADER, Role, SINCE_HASH_HEADER, SINCE_TERM_HEADER, TERM_HEADER,
-    constant_time_equal,
+    ADDRESS_HEADER, APPLIED_HEADER, NODE_HEADER, Role, SINCE_HASH_HEADER, SINCE_TERM_HEADER,
+    TERM_HEADER, constant_time_equal,
 };
 use crate::api::problem::ApiError;
 use crate::api::releases::QueryParameters;

@@ -144,8 +144,9 @@ pub fn prepare_replicated(replicated: ReplicatedEntry) -> Result<PreparedReplica
     let entry = &replicated.entry;
     match entry.op {
         LogOp::PutReport => {
-            let record = ReportRecord::decode(&replicated.value)
-                .map_err(|detail| Error::corruption(format!("replicated report at seq {}", entry.seq), detail))?;
+            let record = ReportRecord::decode(&replicated.value).map_err(|detail| {
+                Error::corruption(format!("replicated report at seq {}", entry.seq), detail)
+            })?;
             if record.seq != entry.seq || record.content_sha256 != entry.content_sha256 {
                 return Err(Error::corruption(
                     format!("replicated report at seq {}", entry.seq),
@@ -154,7 +155,10 @@ pub fn prepare_replicated(replicated: ReplicatedEntry) -> Result<PreparedReplica
             }
             let document = crate::codec::decompress_document(&record.document_frame)?;
             let value: serde_json::Value = serde_json::from_slice(&document).map_err(|error| {
-                Error::corruption(format!("replicated document at seq {}", entry.seq), error.to_string())
+                Error::corruption(
+                    format!("replicated document at seq {}", entry.seq),
+                    error.to_string(),
+                )
             })?;
             let summary = ReportSummary::from_document(&value, entry.seq)?;
             Ok(PreparedReplicatedEntry {
@@ -600,7 +604,11 @@ impl Committer {
             if entry.seq != next_seq + 1 {
                 return Err(Error::corruption(
                     "replication feed",
-                    format!("gap: expected seq {} but the leader sent {}", next_seq + 1, entry.seq),
+                    format!(
+                        "gap: expected seq {} but the leader sent {}",
+                        next_seq + 1,
+                        entry.seq
+                    ),
                 ));
             }
             match (&entry.op, &prepared.summary) {
@@ -613,7 +621,10 @@ impl Committer {
                     logical_bytes += prepared.document_bytes;
                 }
                 (LogOp::PutReport, None) => {
-                    return Err(Error::Internal(format!("report at seq {} was not prepared", entry.seq)));
+                    return Err(Error::Internal(format!(
+                        "report at seq {} was not prepared",
+                        entry.seq
+                    )));
                 }
                 (LogOp::PutUser, _) => {
                     batch.insert(&user_key(&entry.id), replicated.value.as_slice());
@@ -793,7 +804,9 @@ fn request_bytes(request: &WriteRequest) -> usize {
         WriteRequest::Report { report, .. } => report.approximate_bytes(),
         WriteRequest::Apply { entries, .. } => entries
             .iter()
-            .map(|entry| entry.replicated.value.len() + entry.replicated.fact.as_ref().map_or(0, Vec::len))
+            .map(|entry| {
+                entry.replicated.value.len() + entry.replicated.fact.as_ref().map_or(0, Vec::len)
+            })
             .sum(),
         WriteRequest::User { .. } | WriteRequest::SetTerm { .. } | WriteRequest::Stop => 512,
     }

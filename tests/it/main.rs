@@ -4,6 +4,7 @@ mod bad_input;
 mod crash;
 mod metabase_fixtures;
 mod openapi;
+mod operations;
 mod releases;
 mod replication;
 mod search;

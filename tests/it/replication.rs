@@ -195,6 +195,32 @@ async fn followers_converge_under_load_survive_sigkill_and_bootstrap_from_empty(
         "{status}"
     );
 
+    // Replication lag is in the metrics of both sides.
+    let leader_metrics = client
+        .get(format!("{}/metrics", leader.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        leader_metrics.contains("reportstore_replication_follower_lag_entries"),
+        "{leader_metrics}"
+    );
+    let follower_metrics = client
+        .get(format!("{}/metrics", follower_two.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        follower_metrics.contains(&format!("reportstore_replication_applied_seq {leader_seq}")),
+        "{follower_metrics}"
+    );
+
     // Followers serve reads and searches with the leader's answers, and refuse writes.
     for node in [&follower_one, &follower_two, &follower_three] {
         wait_until(

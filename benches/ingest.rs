@@ -207,7 +207,20 @@ fn report_line(name: &str, count: usize, elapsed: Duration, latencies: &[Duratio
 /// size of sled's files: where the bytes on disk go. Opens the (stopped) store directly.
 fn print_store_breakdown(store_dir: &Path) {
     let files = directory_bytes(store_dir);
-    let db = match sled::Config::new().path(store_dir).open() {
+    // sled refuses to open a store with another segment size than it was created with.
+    let segment_size = std::fs::read(store_dir.join("conf"))
+        .ok()
+        .and_then(|conf| {
+            String::from_utf8_lossy(&conf)
+                .lines()
+                .find_map(|line| line.strip_prefix("segment_size: ")?.trim().parse().ok())
+        })
+        .unwrap_or(512 * 1024);
+    let db = match sled::Config::new()
+        .path(store_dir)
+        .segment_size(segment_size)
+        .open()
+    {
         Ok(db) => db,
         Err(error) => {
             println!("breakdown: cannot open {}: {error}", store_dir.display());
@@ -401,9 +414,138 @@ fn store_experiment(count: usize, clients: usize) {
         on_disk / count as u64,
         on_disk as f64 * 100.0 / raw as f64
     );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    println!(
+        "store: peak RSS of this process {}",
+        status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .unwrap_or("VmHWM: ?")
+    );
     print_store_breakdown(&store_dir);
     if std::env::var_os("BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+/// `BENCH_MODE=zstd`: document frame size and compression time by zstd level with the shipped
+/// dictionary (and, with `BENCH_DICTIONARY=<file>`, with another one), on canonical documents.
+fn zstd_levels(count: usize) {
+    use reportstore::ingest::v3;
+    let mut generator = ReportGenerator::new(99);
+    let testers = generator.testers().to_vec();
+    let validator = v3::V3Validator::new().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let documents: Vec<Vec<u8>> = (0..count)
+        .map(|_| {
+            let body =
+                serde_json::to_vec(&generator.next_report().to_v3_document(&testers)).unwrap();
+            let prepared = v3::prepare_v3_report(
+                &validator,
+                &body,
+                None,
+                reportstore::store::Protocol::V3,
+                now,
+            )
+            .unwrap();
+            reportstore::codec::decompress_document(&prepared.document_frame).unwrap()
+        })
+        .collect();
+    let raw: usize = documents.iter().map(Vec::len).sum();
+    let mut dictionaries = vec![(
+        "shipped".to_string(),
+        reportstore::codec::SHIPPED_DICTIONARIES
+            .last()
+            .unwrap()
+            .to_vec(),
+    )];
+    if let Some(path) = std::env::var_os("BENCH_DICTIONARY") {
+        for path in std::env::split_paths(&path) {
+            dictionaries.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    // Fact frames: the raw dictionary is the document's text escaped three times, optionally
+    // behind a template of the submission's envelope (`BENCH_FACT_TEMPLATE=<file>`).
+    {
+        use reportstore::codec::json_escape_ascii;
+        use reportstore::ingest::metabase;
+        let template = std::env::var_os("BENCH_FACT_TEMPLATE")
+            .map(|path| std::fs::read(path).unwrap())
+            .unwrap_or_default();
+        let reporter = metabase::Reporter {
+            name: "Bench Tester".to_string(),
+            email: "bench@example.org".to_string(),
+        };
+        let facts: Vec<(Vec<u8>, String)> = (0..count)
+            .map(|_| {
+                let body = generator
+                    .next_report()
+                    .to_metabase_submission(&testers)
+                    .into_bytes();
+                let submission =
+                    metabase::parse_submission(&body, metabase::REPORT_FACT_TYPE).unwrap();
+                let prepared =
+                    metabase::prepare_submission(&submission, Some(&reporter), &body, now).unwrap();
+                let document =
+                    reportstore::codec::decompress_document(&prepared.document_frame).unwrap();
+                let text = reportstore::store::document_textreport(&document).unwrap();
+                (body, text)
+            })
+            .collect();
+        let raw: usize = facts.iter().map(|(body, _)| body.len()).sum();
+        for with_template in [false, true] {
+            if with_template && template.is_empty() {
+                continue;
+            }
+            for level in [3, 5, 9] {
+                let started = Instant::now();
+                let compressed: usize = facts
+                    .iter()
+                    .map(|(body, text)| {
+                        let mut dictionary = if with_template {
+                            template.clone()
+                        } else {
+                            Vec::new()
+                        };
+                        dictionary.extend_from_slice(
+                            json_escape_ascii(&json_escape_ascii(&json_escape_ascii(text)))
+                                .as_bytes(),
+                        );
+                        zstd::bulk::Compressor::with_dictionary(level, &dictionary)
+                            .unwrap()
+                            .compress(body)
+                            .unwrap()
+                            .len()
+                    })
+                    .sum();
+                println!(
+                    "fact frames, template {with_template}, level {level}: {:.1} B/fact = {:.2} % of {:.0} B, {:.1} us/fact",
+                    compressed as f64 / count as f64,
+                    compressed as f64 * 100.0 / raw as f64,
+                    raw as f64 / count as f64,
+                    started.elapsed().as_secs_f64() * 1e6 / count as f64
+                );
+            }
+        }
+    }
+    for (name, dictionary) in &dictionaries {
+        for level in [1, 3, 5, 7, 9, 12, 15, 19] {
+            let mut compressor =
+                zstd::bulk::Compressor::with_dictionary(level, dictionary).unwrap();
+            let started = Instant::now();
+            let compressed: usize = documents
+                .iter()
+                .map(|document| compressor.compress(document).unwrap().len())
+                .sum();
+            println!(
+                "dictionary {name} ({} B) level {level:>2}: {:>6.1} B/document = {:.2} % of {:.0} B, {:.1} us/document",
+                dictionary.len(),
+                compressed as f64 / count as f64,
+                compressed as f64 * 100.0 / raw as f64,
+                raw as f64 / count as f64,
+                started.elapsed().as_secs_f64() * 1e6 / count as f64
+            );
+        }
     }
 }
 
@@ -416,6 +558,10 @@ fn main() {
     match std::env::var("BENCH_MODE").as_deref() {
         Ok("cpu") => {
             cpu_microbenchmark(env_number("BENCH_REPORTS", 2000));
+            return;
+        }
+        Ok("zstd") => {
+            zstd_levels(env_number("BENCH_REPORTS", 2000));
             return;
         }
         Ok("store") => {
@@ -534,6 +680,42 @@ fn main() {
                 response.status().is_success(),
                 "register failed: {}",
                 response.status()
+            );
+        }
+
+        // Warm-up (BENCH_WARMUP=0 skips it): a tester's first submission costs one Argon2
+        // verification (tens of ms of CPU, 4 at a time); the server then trusts the credential
+        // for 10 minutes. A running server has long verified its active testers, so the timed
+        // phases measure that steady state: every tester authenticates once beforehand, with a
+        // body that fails to parse after authentication, so nothing is stored.
+        if env_number("BENCH_WARMUP", 1) != 0 {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for chunk in authorization.chunks(authorization.len().div_ceil(clients).max(1)) {
+                let client = client.clone();
+                let base = base.clone();
+                let chunk = chunk.to_vec();
+                tasks.push(tokio::spawn(async move {
+                    for header in chunk {
+                        let response = client
+                            .post(format!("{base}/api/v1/submit/CPAN-Testers-Report"))
+                            .header("Content-Type", "application/octet-stream")
+                            .header("Authorization", header)
+                            .body("{}")
+                            .send()
+                            .await
+                            .expect("warm-up request failed");
+                        assert_eq!(response.status(), 400, "warm-up: authenticated, then refused");
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            println!(
+                "warm-up: {} testers authenticated once in {:.2} s (not timed; credentials are cached as in steady state)",
+                authorization.len(),
+                started.elapsed().as_secs_f64()
             );
         }
 

@@ -8,6 +8,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
@@ -17,6 +18,33 @@ use super::query::{SortKey, SortOrder};
 
 /// The facet fields, in the order of [`SearchFruit::facets`].
 pub const FACET_FIELDS: [&str; 4] = ["grade", "osname", "perl", "dist"];
+
+/// FNV-1a: facet values are short strings merged by the thousand per search, where the
+/// standard SipHash (built to resist collision attacks on untrusted keys) costs more than the
+/// merge itself. The keys here come from the index's own dictionaries.
+#[derive(Default)]
+struct FnvHasher(u64);
+
+impl Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FacetMap = HashMap<String, u64, BuildHasherDefault<FnvHasher>>;
 
 /// What the search collects.
 pub struct SearchCollector {
@@ -81,6 +109,9 @@ pub struct SearchSegmentCollector {
     facet_counts: Vec<Vec<u32>>,
     /// A min-heap of the best hits so far: its top is the worst kept hit.
     best: BinaryHeap<Reverse<RankedDoc>>,
+    seq_buffer: Vec<Option<u64>>,
+    created_buffer: Vec<Option<DateTime>>,
+    ordinal_buffers: Vec<Vec<Option<u64>>>,
     total: u64,
     after_cursor: u64,
 }
@@ -130,6 +161,12 @@ impl Collector for SearchCollector {
             facet_columns,
             facet_counts,
             best: BinaryHeap::with_capacity(self.keep + 1),
+            seq_buffer: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
+            created_buffer: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
+            ordinal_buffers: vec![
+                Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN);
+                FACET_FIELDS.len()
+            ],
             total: 0,
             after_cursor: 0,
         })
@@ -141,7 +178,15 @@ impl Collector for SearchCollector {
 
     fn merge_fruits(&self, segment_fruits: Vec<SegmentFruit>) -> tantivy::Result<SearchFruit> {
         let mut fruit = SearchFruit::default();
-        let mut facet_maps: Vec<HashMap<String, u64>> = vec![HashMap::new(); FACET_FIELDS.len()];
+        let mut facet_maps: Vec<FacetMap> = (0..FACET_FIELDS.len())
+            .map(|field_index| {
+                let largest = segment_fruits
+                    .iter()
+                    .map(|fruit| fruit.facets.get(field_index).map_or(0, Vec::len))
+                    .max();
+                FacetMap::with_capacity_and_hasher(largest.unwrap_or(0) * 2, Default::default())
+            })
+            .collect();
         for segment_fruit in segment_fruits {
             fruit.total += segment_fruit.total;
             fruit.after_cursor += segment_fruit.after_cursor;
@@ -164,33 +209,21 @@ impl Collector for SearchCollector {
     }
 }
 
-impl SegmentCollector for SearchSegmentCollector {
-    type Fruit = SegmentFruit;
+fn count_ordinal(counts: &mut [u32], ordinal: u64) {
+    if let Some(count) = counts.get_mut(ordinal as usize) {
+        *count += 1;
+    }
+}
 
-    fn collect(&mut self, doc: DocId, score: Score) {
-        let seq = self.seq_column.first(doc).unwrap_or(0);
-        if seq > self.snapshot_seq {
-            return;
-        }
-        self.total += 1;
-        for (column, counts) in self.facet_columns.iter().zip(self.facet_counts.iter_mut()) {
-            let Some(column) = column else { continue };
-            if let Some(ordinal) = column.ords().first(doc)
-                && let Some(count) = counts.get_mut(ordinal as usize)
-            {
-                *count += 1;
-            }
-        }
-        let primary = match self.sort {
-            SortOrder::Relevance => f64::from(score),
-            SortOrder::Newest => self
-                .created_column
-                .first(doc)
-                .map_or(i64::MIN as f64, |created| {
-                    created.into_timestamp_secs() as f64
-                }),
-        };
-        let key = SortKey { primary, seq };
+fn created_seconds(created: Option<DateTime>) -> f64 {
+    created.map_or(i64::MIN as f64, |created| {
+        created.into_timestamp_secs() as f64
+    })
+}
+
+impl SearchSegmentCollector {
+    /// Keeps `doc` if it ranks after the cursor and among the best so far.
+    fn rank(&mut self, doc: DocId, key: SortKey) {
         if let Some(after) = &self.after
             && key.rank_cmp(after) != Ordering::Less
         {
@@ -205,11 +238,79 @@ impl SegmentCollector for SearchSegmentCollector {
             self.best.push(Reverse(candidate));
             return;
         }
-        if let Some(Reverse(worst)) = self.best.peek()
-            && candidate > *worst
+        if let Some(mut worst) = self.best.peek_mut()
+            && candidate > worst.0
         {
-            self.best.pop();
-            self.best.push(Reverse(candidate));
+            *worst = Reverse(candidate);
+        }
+    }
+}
+
+impl SegmentCollector for SearchSegmentCollector {
+    type Fruit = SegmentFruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        let seq = self.seq_column.first(doc).unwrap_or(0);
+        if seq > self.snapshot_seq {
+            return;
+        }
+        self.total += 1;
+        for (column, counts) in self.facet_columns.iter().zip(self.facet_counts.iter_mut()) {
+            let Some(column) = column else { continue };
+            if let Some(ordinal) = column.ords().first(doc) {
+                count_ordinal(counts, ordinal);
+            }
+        }
+        let primary = match self.sort {
+            SortOrder::Relevance => f64::from(score),
+            SortOrder::Newest => created_seconds(self.created_column.first(doc)),
+        };
+        self.rank(doc, SortKey { primary, seq });
+    }
+
+    /// Without scores (newest first), tantivy hands over blocks of documents: their columns
+    /// are read in batches.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let block_length = docs.len();
+        self.seq_buffer.resize(block_length, None);
+        self.seq_column
+            .first_vals(docs, &mut self.seq_buffer[..block_length]);
+        for (column, (counts, ordinals)) in self.facet_columns.iter().zip(
+            self.facet_counts
+                .iter_mut()
+                .zip(self.ordinal_buffers.iter_mut()),
+        ) {
+            let Some(column) = column else { continue };
+            ordinals.resize(block_length, None);
+            column
+                .ords()
+                .first_vals(docs, &mut ordinals[..block_length]);
+            for (ordinal, seq) in ordinals.iter().zip(&self.seq_buffer) {
+                if let Some(ordinal) = ordinal
+                    && seq.unwrap_or(0) <= self.snapshot_seq
+                {
+                    count_ordinal(counts, *ordinal);
+                }
+            }
+        }
+        let newest_first = self.sort == SortOrder::Newest;
+        if newest_first {
+            self.created_buffer.resize(block_length, None);
+            self.created_column
+                .first_vals(docs, &mut self.created_buffer[..block_length]);
+        }
+        for (index, doc) in docs.iter().enumerate() {
+            let seq = self.seq_buffer[index].unwrap_or(0);
+            if seq > self.snapshot_seq {
+                continue;
+            }
+            self.total += 1;
+            let primary = if newest_first {
+                created_seconds(self.created_buffer[index])
+            } else {
+                0.0
+            };
+            self.rank(*doc, SortKey { primary, seq });
         }
     }
 

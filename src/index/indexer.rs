@@ -109,6 +109,36 @@ impl IndexerHandle {
     }
 }
 
+/// The nice value of the indexer thread (and of tantivy's indexing workers, which each commit
+/// starts afresh from this thread and which inherit it).
+const INDEXER_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's CPU scheduling priority to [`INDEXER_NICE`].
+///
+/// Indexing is background work that can always catch up (it replays the log from its last
+/// commit), while ingest holds clients waiting for their 201. On a small machine the indexer
+/// (sled reads, zstd, tokenizing ~10 KB of text per report) competes with ingest for the same
+/// cores; at nice 10 the kernel gives it about a tenth of a contended core's time, so
+/// under load ingest wins and the index lags, and when ingest is idle the indexer gets
+/// every spare cycle. A failure (e.g. a seccomp filter) is logged and ignored.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux, PRIO_PROCESS with a thread id sets that thread's nice value only.
+        // SAFETY: gettid and setpriority take plain integers and touch no Rust memory.
+        let result = unsafe {
+            let thread_id = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, thread_id as libc::id_t, INDEXER_NICE)
+        };
+        if result != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "could not lower the indexer thread's priority"
+            );
+        }
+    }
+}
+
 fn entry_sha256_prefix(entry: &LogEntry) -> String {
     entry.content_sha256[..8]
         .iter()
@@ -186,7 +216,10 @@ impl Indexer {
         let stop_requested = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("indexer".to_string())
-            .spawn(move || self.run(&store, &durable_seq, &stop_requested))
+            .spawn(move || {
+                lower_thread_priority();
+                self.run(&store, &durable_seq, &stop_requested)
+            })
             .map_err(|source| Error::Io {
                 path: "indexer thread".into(),
                 source,

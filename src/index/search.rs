@@ -12,14 +12,13 @@ use std::ops::Range;
 use std::time::Instant;
 
 use tantivy::schema::{Field, Value};
-use tantivy::tokenizer::{TokenStream, Tokenizer};
 use tantivy::{Searcher, TantivyDocument, Term};
 use uuid::Uuid;
 
 use super::collector::{FACET_FIELDS, SearchCollector};
 use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
 use super::schema::{StoredDocument, truncate_on_char_boundary};
-use super::tokenizer::{PerlOutputTokenizer, is_joiner_token};
+use super::tokenizer::{TokenSpans, is_joiner_token, span_equals_token};
 use super::{SearchIndex, index_error};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -198,6 +197,8 @@ struct TextMatch {
 /// Matches kept per sequence and report: enough to choose a good fragment, and the scan of a
 /// long report stops once every sequence has them.
 const MAX_MATCHES_PER_SEQUENCE: usize = 16;
+/// Up to this many distinct query tokens, text tokens are compared one by one; beyond, hashed.
+const LINEAR_VOCABULARY_LIMIT: usize = 12;
 /// Bytes of text shown before the first match of a snippet.
 const SNIPPET_CONTEXT_BYTES: usize = 48;
 
@@ -206,8 +207,10 @@ const SNIPPET_CONTEXT_BYTES: usize = 48;
 /// included (`Foo::Bar`, not the `Foo` of `Foo/Bar.pm`).
 struct SnippetMaker {
     sequences: Vec<HighlightSequence>,
-    /// Every token of every sequence, numbered: text tokens are compared as numbers.
-    vocabulary: HashMap<String, u32>,
+    /// Every distinct token of every sequence; a token's id is its position here.
+    vocabulary: Vec<String>,
+    /// The same, hashed, for queries with many tokens.
+    vocabulary_index: Option<HashMap<String, u32>>,
     longest: usize,
 }
 
@@ -218,7 +221,7 @@ impl SnippetMaker {
         sequences: Vec<Vec<String>>,
     ) -> Result<SnippetMaker> {
         let mut weighted = Vec::with_capacity(sequences.len());
-        let mut vocabulary: HashMap<String, u32> = HashMap::new();
+        let mut vocabulary: Vec<String> = Vec::new();
         'sequences: for tokens in sequences {
             let mut weight: f32 = 0.0;
             for token in tokens.iter().filter(|token| !is_joiner_token(token)) {
@@ -234,8 +237,11 @@ impl SnippetMaker {
             let token_ids = tokens
                 .into_iter()
                 .map(|token| {
-                    let next_id = vocabulary.len() as u32;
-                    *vocabulary.entry(token).or_insert(next_id)
+                    let position = vocabulary.iter().position(|known| *known == token);
+                    position.unwrap_or_else(|| {
+                        vocabulary.push(token);
+                        vocabulary.len() - 1
+                    }) as u32
                 })
                 .collect();
             weighted.push(HighlightSequence { token_ids, weight });
@@ -245,11 +251,35 @@ impl SnippetMaker {
             .map(|sequence| sequence.token_ids.len())
             .max()
             .unwrap_or(0);
+        let vocabulary_index = (vocabulary.len() > LINEAR_VOCABULARY_LIMIT).then(|| {
+            vocabulary
+                .iter()
+                .enumerate()
+                .map(|(id, token)| (token.clone(), id as u32))
+                .collect()
+        });
         Ok(SnippetMaker {
             sequences: weighted,
             vocabulary,
+            vocabulary_index,
             longest,
         })
+    }
+
+    /// The vocabulary id of the token at `span`, if it is one of the query's tokens. The
+    /// vocabulary is a handful of tokens: comparing them beats hashing every token of the text.
+    fn token_id(&self, text: &str, span: (usize, usize)) -> Option<u32> {
+        if let Some(index) = &self.vocabulary_index {
+            let token: String = text[span.0..span.1]
+                .chars()
+                .flat_map(char::to_lowercase)
+                .collect();
+            return index.get(&token).copied();
+        }
+        self.vocabulary
+            .iter()
+            .position(|token| span_equals_token(text, span, token))
+            .map(|position| position as u32)
     }
 
     fn find_matches(&self, text: &str) -> Vec<TextMatch> {
@@ -259,18 +289,15 @@ impl SnippetMaker {
         }
         let mut matches_per_sequence = vec![0usize; self.sequences.len()];
         let mut sequences_done = 0;
-        let mut tokenizer = PerlOutputTokenizer::default();
-        let mut stream = tokenizer.token_stream(text);
         // The last tokens read, as (vocabulary id, start offset); a token outside the
         // vocabulary ends every partial match, so it clears the window.
         let mut window: VecDeque<(u32, usize)> = VecDeque::with_capacity(self.longest + 1);
-        while stream.advance() {
-            let token = stream.token();
-            let Some(&token_id) = self.vocabulary.get(token.text.as_str()) else {
+        for span in TokenSpans::new(text) {
+            let Some(token_id) = self.token_id(text, span) else {
                 window.clear();
                 continue;
             };
-            window.push_back((token_id, token.offset_from));
+            window.push_back((token_id, span.0));
             if window.len() > self.longest {
                 window.pop_front();
             }
@@ -291,7 +318,7 @@ impl SnippetMaker {
                     continue;
                 }
                 matches.push(TextMatch {
-                    range: window[first].1..token.offset_to,
+                    range: window[first].1..span.1,
                     sequence: sequence_index,
                 });
                 matches_per_sequence[sequence_index] += 1;
@@ -580,10 +607,7 @@ mod tests {
 
     #[test]
     fn phrases_match_words_in_a_row_only() {
-        let vocabulary: HashMap<String, u32> = [("foo", 0), ("::", 1), ("bar", 2), ("inc", 3)]
-            .into_iter()
-            .map(|(token, id)| (token.to_string(), id))
-            .collect();
+        let vocabulary: Vec<String> = ["foo", "::", "bar", "inc"].map(str::to_string).to_vec();
         let maker = SnippetMaker {
             sequences: vec![
                 HighlightSequence {
@@ -596,6 +620,7 @@ mod tests {
                 },
             ],
             vocabulary,
+            vocabulary_index: None,
             longest: 3,
         };
         let text = "Can't locate Foo/Bar.pm in @INC (you may need to install the Foo::Bar module)";

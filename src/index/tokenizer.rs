@@ -36,11 +36,7 @@ pub struct PerlOutputTokenizer {
 
 /// The token stream of [`PerlOutputTokenizer`].
 pub struct PerlOutputTokenStream<'a> {
-    text: &'a str,
-    /// Byte offset where scanning resumes.
-    cursor: usize,
-    /// A joiner found after the last word, emitted before the next word.
-    pending_joiner: Option<(usize, usize)>,
+    spans: TokenSpans<'a>,
     token: &'a mut Token,
 }
 
@@ -50,12 +46,44 @@ impl Tokenizer for PerlOutputTokenizer {
     fn token_stream<'a>(&'a mut self, text: &'a str) -> PerlOutputTokenStream<'a> {
         self.token.reset();
         PerlOutputTokenStream {
-            text,
-            cursor: 0,
-            pending_joiner: None,
+            spans: TokenSpans::new(text),
             token: &mut self.token,
         }
     }
+}
+
+/// Where the tokens of a text are, as byte ranges, without building their (lower-cased) text:
+/// the scanner behind [`PerlOutputTokenStream`], also used to find matches for snippets.
+pub struct TokenSpans<'a> {
+    text: &'a str,
+    /// Byte offset where scanning resumes.
+    cursor: usize,
+    /// A joiner found after the last word, returned before the next word.
+    pending_joiner: Option<(usize, usize)>,
+}
+
+impl<'a> TokenSpans<'a> {
+    /// The spans of `text`.
+    pub fn new(text: &'a str) -> TokenSpans<'a> {
+        TokenSpans {
+            text,
+            cursor: 0,
+            pending_joiner: None,
+        }
+    }
+}
+
+/// Whether the token at `span` of `text` is `lowercase_token` (a token as the tokenizer
+/// emits it), without allocating for ASCII text.
+pub fn span_equals_token(text: &str, span: (usize, usize), lowercase_token: &str) -> bool {
+    let slice = &text[span.0..span.1];
+    if slice.is_ascii() {
+        return slice.len() == lowercase_token.len() && slice.eq_ignore_ascii_case(lowercase_token);
+    }
+    slice
+        .chars()
+        .flat_map(char::to_lowercase)
+        .eq(lowercase_token.chars())
 }
 
 /// Whether `character` belongs to a word.
@@ -89,24 +117,7 @@ fn char_at(text: &str, index: usize) -> (char, usize) {
     (character, character.len_utf8())
 }
 
-impl PerlOutputTokenStream<'_> {
-    fn set_token(&mut self, from: usize, to: usize) {
-        let slice = &self.text[from..to];
-        self.token.offset_from = from;
-        self.token.offset_to = to;
-        self.token.position = self.token.position.wrapping_add(1);
-        self.token.position_length = 1;
-        self.token.text.clear();
-        if slice.is_ascii() {
-            self.token.text.push_str(slice);
-            self.token.text.make_ascii_lowercase();
-        } else {
-            for character in slice.chars() {
-                self.token.text.extend(character.to_lowercase());
-            }
-        }
-    }
-
+impl TokenSpans<'_> {
     /// The joiner run after a word ending at `word_end`, when it is followed by another word.
     /// Joiner characters are ASCII, so the run is measured in bytes.
     fn joiner_after(&self, word_end: usize) -> Option<(usize, usize)> {
@@ -126,11 +137,12 @@ impl PerlOutputTokenStream<'_> {
     }
 }
 
-impl TokenStream for PerlOutputTokenStream<'_> {
-    fn advance(&mut self) -> bool {
-        if let Some((from, to)) = self.pending_joiner.take() {
-            self.set_token(from, to);
-            return true;
+impl Iterator for TokenSpans<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if let Some(joiner) = self.pending_joiner.take() {
+            return Some(joiner);
         }
         let length = self.text.len();
         loop {
@@ -144,7 +156,7 @@ impl TokenStream for PerlOutputTokenStream<'_> {
             }
             if index >= length {
                 self.cursor = length;
-                return false;
+                return None;
             }
             let start = index;
             while index < length {
@@ -164,9 +176,37 @@ impl TokenStream for PerlOutputTokenStream<'_> {
             self.cursor = self
                 .pending_joiner
                 .map_or(end, |(_, joiner_end)| joiner_end);
-            self.set_token(start, end);
-            return true;
+            return Some((start, end));
         }
+    }
+}
+
+impl PerlOutputTokenStream<'_> {
+    fn set_token(&mut self, from: usize, to: usize) {
+        let slice = &self.spans.text[from..to];
+        self.token.offset_from = from;
+        self.token.offset_to = to;
+        self.token.position = self.token.position.wrapping_add(1);
+        self.token.position_length = 1;
+        self.token.text.clear();
+        if slice.is_ascii() {
+            self.token.text.push_str(slice);
+            self.token.text.make_ascii_lowercase();
+        } else {
+            for character in slice.chars() {
+                self.token.text.extend(character.to_lowercase());
+            }
+        }
+    }
+}
+
+impl TokenStream for PerlOutputTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        let Some((from, to)) = self.spans.next() else {
+            return false;
+        };
+        self.set_token(from, to);
+        true
     }
 
     fn token(&self) -> &Token {
@@ -258,6 +298,17 @@ mod tests {
         assert_eq!(token_texts("Foo::"), ["foo"]);
         assert_eq!(token_texts("Foo::Bär-ß"), ["foo", "::", "bär", "-", "ß"]);
         assert_eq!(token_texts("x::😀"), ["x"]);
+    }
+
+    #[test]
+    fn spans_compare_to_tokens_without_case() {
+        let text = "Élève Foo::BAR";
+        let spans: Vec<(usize, usize)> = TokenSpans::new(text).collect();
+        assert_eq!(spans.len(), 4);
+        assert!(span_equals_token(text, spans[0], "élève"));
+        assert!(span_equals_token(text, spans[3], "bar"));
+        assert!(!span_equals_token(text, spans[3], "ba"));
+        assert!(span_equals_token(text, spans[2], "::"));
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub struct SubmissionHeader {
 /// A parsed, checked submission, ready to convert.
 pub struct ParsedSubmission {
     header: SubmissionHeader,
-    canonical_fact: Value,
+    /// [`canonical_sha256`] of the submission with every level decoded: the level-1 fields,
+    /// `content` as the array of inner facts, each reduced to its identifying core metadata
+    /// and its decoded content. Computed while parsing, so the decoded tree is never kept.
+    content_sha256: [u8; 32],
     resource: distinfo::DistInfo,
     creation_time: time::OffsetDateTime,
     report: LegacyReportContent,
@@ -92,7 +95,13 @@ fn invalid(detail: impl std::fmt::Display) -> Error {
     Error::invalid(format!("invalid submission data: {detail}"), "")
 }
 
-fn parse_at<T: serde::de::DeserializeOwned>(value: Value, level: &str) -> Result<T> {
+/// Deserializes `value` (owned or borrowed: `&Value` deserializes without cloning it), naming
+/// the level and path of the first problem.
+fn parse_at<'de, T, D>(value: D, level: &str) -> Result<T>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+{
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let location = if path == "." {
@@ -136,7 +145,7 @@ pub fn parse_submission(body: &[u8], url_fact_type: &str) -> Result<ParsedSubmis
     let metadata = level_one_fields
         .remove("metadata")
         .ok_or_else(|| invalid("metadata: missing field"))?;
-    let core: FactMetadata = parse_at(metadata.clone(), "metadata")?;
+    let core: FactMetadata = parse_at(&metadata, "metadata")?;
     let core = core.core;
     if core.fact_type != url_fact_type {
         return Err(invalid(format!(
@@ -184,8 +193,8 @@ pub fn parse_submission(body: &[u8], url_fact_type: &str) -> Result<ParsedSubmis
             if legacy_report.is_some() {
                 return Err(invalid("more than one CPAN-Testers-Fact-LegacyReport fact"));
             }
-            legacy_report = Some(parse_at::<LegacyReportContent>(
-                inner_content.clone(),
+            legacy_report = Some(parse_at::<LegacyReportContent, _>(
+                &inner_content,
                 &format!("{location}.content"),
             )?);
         }
@@ -209,9 +218,10 @@ pub fn parse_submission(body: &[u8], url_fact_type: &str) -> Result<ParsedSubmis
 
     level_one_fields.insert("metadata".to_string(), metadata);
     level_one_fields.insert("content".to_string(), Value::Array(decoded_facts));
+    let content_sha256 = canonical_sha256(&Value::Object(level_one_fields));
     Ok(ParsedSubmission {
         header: SubmissionHeader { guid, creator },
-        canonical_fact: Value::Object(level_one_fields),
+        content_sha256,
         resource,
         creation_time,
         report,
@@ -259,7 +269,7 @@ pub fn prepare_submission(
     Ok(PreparedReport {
         id: submission.header.guid,
         protocol: Protocol::Metabase,
-        content_sha256: canonical_sha256(&submission.canonical_fact),
+        content_sha256: submission.content_sha256,
         received_at_ms: (received_at.unix_timestamp_nanos() / 1_000_000) as i64,
         document_frame,
         fact_frame: Some(fact_frame),

@@ -50,9 +50,60 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// SHA-256 of the canonical form of `value`.
+/// SHA-256 of a canonical encoding of `value`: the content hash that tells "the same report"
+/// from "a different report with the same id".
+///
+/// Like [`canonical_json`] it does not depend on object key order, and two values hash equal
+/// exactly when their canonical JSON is equal; but it is fed to the hasher directly, without
+/// building or escaping a JSON text (reports are mostly one long string). The encoding is
+/// self-delimiting: a type tag, lengths as u64 big-endian, strings as their UTF-8 bytes,
+/// numbers as serde_json prints them, object members sorted by key.
 pub fn canonical_sha256(value: &Value) -> [u8; 32] {
-    Sha256::digest(canonical_json(value)).into()
+    let mut hasher = Sha256::new();
+    hash_canonical(value, &mut hasher);
+    hasher.finalize().into()
+}
+
+fn hash_length(length: usize, hasher: &mut Sha256) {
+    hasher.update((length as u64).to_be_bytes());
+}
+
+fn hash_text(text: &str, hasher: &mut Sha256) {
+    hash_length(text.len(), hasher);
+    hasher.update(text.as_bytes());
+}
+
+fn hash_canonical(value: &Value, hasher: &mut Sha256) {
+    match value {
+        Value::Null => hasher.update(b"z"),
+        Value::Bool(false) => hasher.update(b"f"),
+        Value::Bool(true) => hasher.update(b"t"),
+        Value::Number(number) => {
+            hasher.update(b"n");
+            hash_text(&number.to_string(), hasher);
+        }
+        Value::String(text) => {
+            hasher.update(b"s");
+            hash_text(text, hasher);
+        }
+        Value::Array(items) => {
+            hasher.update(b"a");
+            hash_length(items.len(), hasher);
+            for item in items {
+                hash_canonical(item, hasher);
+            }
+        }
+        Value::Object(map) => {
+            hasher.update(b"o");
+            hash_length(map.len(), hasher);
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (key, member) in members {
+                hash_text(key, hasher);
+                hash_canonical(member, hasher);
+            }
+        }
+    }
 }
 
 /// Formats a time as the CPAN Testers API does: RFC 3339, UTC, whole seconds, `Z`.
@@ -89,6 +140,42 @@ mod tests {
             canonical_json(&a),
             br#"{"a":{"x":"s","y":[1,{"p":3,"q":2}]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn canonical_hash_ignores_key_order_and_tells_values_apart() {
+        let a: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"q":2,"p":3}],"x":"s"}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"a":{"x":"s","y":[1,{"p":3,"q":2}]},"b":1}"#).unwrap();
+        assert_eq!(canonical_sha256(&a), canonical_sha256(&b));
+        // Values whose canonical JSON differs hash differently, including look-alikes.
+        let distinct = [
+            r#"{"a":"1"}"#,
+            r#"{"a":1}"#,
+            r#"{"a":1.0}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":null}"#,
+            r#"{"a":"null"}"#,
+            r#"{"a":true}"#,
+            r#"{"a":"ab","b":"c"}"#,
+            r#"{"a":"a","b":"bc"}"#,
+            r#"{"ab":"c"}"#,
+            r#"{"a":["b","c"]}"#,
+            r#"{"a":["bc"]}"#,
+            r#"{"a":[["b"],"c"]}"#,
+            r#"{"a":[["b","c"]]}"#,
+            r#"{"a":{}}"#,
+            r#"{"a":[]}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#""""#,
+        ];
+        let hashes: std::collections::HashSet<[u8; 32]> = distinct
+            .iter()
+            .map(|text| canonical_sha256(&serde_json::from_str(text).unwrap()))
+            .collect();
+        assert_eq!(hashes.len(), distinct.len());
     }
 
     #[test]

@@ -3,15 +3,23 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `S` + seq | [`ReportSummary`] JSON: the cpanstats row of the report stored at that seq |
+//! | `S` + seq | [`ReportSummary`], binary: the cpanstats row of the report stored at that seq |
 //! | `s` + dist 0x00 version 0x00 seq | empty: index of summaries by release |
-//! | `r` + dist 0x00 version | [`ReleaseCounters`] JSON: pass/fail/na/unknown by category, last change |
+//! | `r` + dist 0x00 version | [`ReleaseCounters`], binary: pass/fail/na/unknown by category, last change |
 //! | `c` + last-change seq + dist 0x00 version | empty: releases ordered by their last change |
 //! | `a` + author 0x00 dist 0x00 version | empty: releases of a PAUSE author |
 //! | `t` + day (YYYYMMDD) 0x00 dimension 0x00 value | u64 BE: reports per day by grade, OS, perl |
 //!
 //! A release's `c` key moves (delete old, insert new) whenever its counters change, so
 //! `/v3/release?since=` reads exactly the releases changed after a sequence number.
+//!
+//! The `S` and `r` values are compact binary records (a format byte, varints, length-prefixed
+//! strings; see [`ReportSummary::encode`], [`ReleaseCounters::encode`]), not JSON: a summary
+//! row is written for every report and a release row is rewritten with every report of that
+//! release, and sled keeps (and, for rewritten rows, re-copies) every byte of them. Whatever
+//! is implied by the key (the seq of a summary, the name of a release) or derivable from
+//! another field (a summary's `date` from `created`, a path of the usual
+//! `AUTHOR/dist-version.tar.gz` shape) is not stored twice. serde stays for API output.
 
 use std::collections::HashMap;
 
@@ -19,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::records::{ValueReader, ValueWriter};
 use crate::distinfo;
 use crate::error::{Error, Result};
 
@@ -31,6 +40,69 @@ pub(crate) const PREFIX_STATS: u8 = b't';
 
 /// The four grades, in the order counters are kept.
 pub const GRADES: [&str; 4] = ["pass", "fail", "na", "unknown"];
+
+const SUMMARY_FORMAT: u8 = 1;
+const RELEASE_FORMAT: u8 = 1;
+
+/// Distribution file extensions of a path stored in its short form (`AUTHOR/dist-version` +
+/// one of these). Append only: the index is stored.
+const PATH_EXTENSIONS: [&str; 7] = [
+    ".tar.gz", ".tgz", ".zip", ".tar.bz2", ".tar.xz", ".tar", ".tbz",
+];
+
+/// `date` of a summary: `created` to the minute, or `created` itself when it does not parse.
+fn summary_date(created: &str) -> String {
+    crate::ingest::parse_timestamp(created)
+        .map(|time| {
+            let minute = time
+                .to_offset(time::UtcOffset::UTC)
+                .replace_second(0)
+                .and_then(|time| time.replace_nanosecond(0))
+                .unwrap_or(time);
+            crate::ingest::format_timestamp(minute)
+        })
+        .unwrap_or_else(|| created.to_string())
+}
+
+/// The Unix time of `text` if `text` is exactly how [`crate::ingest::format_timestamp`] writes
+/// it (UTC, whole seconds, `Z`), so that the time alone gives the text back.
+fn canonical_timestamp(text: &str) -> Option<i64> {
+    let time = crate::ingest::parse_timestamp(text)?;
+    (crate::ingest::format_timestamp(time) == text).then(|| time.unix_timestamp())
+}
+
+fn format_unix_timestamp(seconds: i64) -> std::result::Result<String, String> {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map(crate::ingest::format_timestamp)
+        .map_err(|_| format!("timestamp {seconds} out of range"))
+}
+
+fn write_timestamp_text(writer: &mut ValueWriter, text: &str) {
+    match canonical_timestamp(text) {
+        Some(seconds) => {
+            writer.byte(1);
+            writer.signed(seconds);
+        }
+        None => {
+            writer.byte(0);
+            writer.text(text);
+        }
+    }
+}
+
+fn read_timestamp_text(reader: &mut ValueReader<'_>) -> std::result::Result<String, String> {
+    match reader.byte()? {
+        0 => reader.text(),
+        1 => format_unix_timestamp(reader.signed()?),
+        other => Err(format!("unknown timestamp form {other}")),
+    }
+}
+
+fn read_guid(reader: &mut ValueReader<'_>) -> std::result::Result<Uuid, String> {
+    Ok(Uuid::from_bytes(
+        reader.raw(16)?.try_into().expect("16 bytes"),
+    ))
+}
 
 /// One report reduced to the cpanstats fields (`cpantesters-api.md` §1a ReportSummary).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,16 +152,7 @@ impl ReportSummary {
         let guid = Uuid::parse_str(&text("/id"))
             .map_err(|_| Error::invalid("document has no valid id", "/id"))?;
         let created = text("/created");
-        let date = crate::ingest::parse_timestamp(&created)
-            .map(|time| {
-                let minute = time
-                    .to_offset(time::UtcOffset::UTC)
-                    .replace_second(0)
-                    .and_then(|time| time.replace_nanosecond(0))
-                    .unwrap_or(time);
-                crate::ingest::format_timestamp(minute)
-            })
-            .unwrap_or_else(|| created.clone());
+        let date = summary_date(&created);
         let name = text("/reporter/name");
         let email = text("/reporter/email");
         let reporter = match (name.is_empty(), email.is_empty()) {
@@ -137,6 +200,120 @@ impl ReportSummary {
     fn grade_index(&self) -> Option<usize> {
         GRADES.iter().position(|grade| *grade == self.grade)
     }
+
+    /// The `S` row value. The seq is the row's key and is not repeated.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut writer = ValueWriter::with_format(SUMMARY_FORMAT, 128);
+        writer.raw(self.guid.as_bytes());
+        write_timestamp_text(&mut writer, &self.created);
+        if self.date == summary_date(&self.created) {
+            writer.byte(0);
+        } else {
+            writer.byte(1);
+            writer.text(&self.date);
+        }
+        match self.grade_index() {
+            Some(index) => writer.byte(index as u8),
+            None => {
+                writer.byte(0xff);
+                writer.text(&self.grade);
+            }
+        }
+        writer.text(&self.reporter);
+        writer.text(&self.dist);
+        writer.text(&self.version);
+        match &self.author {
+            Some(author) => {
+                writer.byte(1);
+                writer.text(author);
+            }
+            None => writer.byte(0),
+        }
+        match (&self.path, &self.author) {
+            (None, _) => writer.byte(0),
+            (Some(path), author) => {
+                let short = author.as_deref().and_then(|author| {
+                    let rest = path
+                        .strip_prefix(author)?
+                        .strip_prefix('/')?
+                        .strip_prefix(self.dist.as_str())?
+                        .strip_prefix('-')?
+                        .strip_prefix(self.version.as_str())?;
+                    PATH_EXTENSIONS
+                        .iter()
+                        .position(|extension| *extension == rest)
+                });
+                match short {
+                    Some(extension) => writer.byte(2 + extension as u8),
+                    None => {
+                        writer.byte(1);
+                        writer.text(path);
+                    }
+                }
+            }
+        }
+        writer.text(&self.platform);
+        writer.text(&self.perl);
+        writer.text(&self.osname);
+        writer.text(&self.osvers);
+        writer.finish()
+    }
+
+    /// Reads an `S` row value written by [`ReportSummary::encode`]; `seq` is the row's key.
+    pub fn decode(seq: u64, bytes: &[u8]) -> std::result::Result<ReportSummary, String> {
+        let mut reader = ValueReader::with_format(bytes, SUMMARY_FORMAT, "summary")?;
+        let guid = read_guid(&mut reader)?;
+        let created = read_timestamp_text(&mut reader)?;
+        let date = match reader.byte()? {
+            0 => summary_date(&created),
+            1 => reader.text()?,
+            other => return Err(format!("unknown date form {other}")),
+        };
+        let grade = match reader.byte()? {
+            0xff => reader.text()?,
+            index => GRADES
+                .get(usize::from(index))
+                .ok_or_else(|| format!("unknown grade code {index}"))?
+                .to_string(),
+        };
+        let reporter = reader.text()?;
+        let dist = reader.text()?;
+        let version = reader.text()?;
+        let author = match reader.byte()? {
+            0 => None,
+            1 => Some(reader.text()?),
+            other => return Err(format!("unknown author form {other}")),
+        };
+        let path = match reader.byte()? {
+            0 => None,
+            1 => Some(reader.text()?),
+            code => {
+                let extension = PATH_EXTENSIONS
+                    .get(usize::from(code - 2))
+                    .ok_or_else(|| format!("unknown path form {code}"))?;
+                let author = author.as_deref().ok_or("short path without an author")?;
+                Some(format!("{author}/{dist}-{version}{extension}"))
+            }
+        };
+        let summary = ReportSummary {
+            guid,
+            seq,
+            date,
+            created,
+            grade,
+            reporter,
+            dist,
+            version,
+            author,
+            path,
+            platform: reader.text()?,
+            perl: reader.text()?,
+            osname: reader.text()?,
+            osvers: reader.text()?,
+        };
+        reader.end()?;
+        Ok(summary)
+    }
 }
 
 /// Counters of one release (dist + version), split the way `release_summary` splits them.
@@ -162,6 +339,71 @@ pub struct ReleaseCounters {
 }
 
 impl ReleaseCounters {
+    /// The `r` row value. The release's name is the row's key and is only repeated when the
+    /// key cannot give it back (a name holding a 0x00 byte).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut writer = ValueWriter::with_format(RELEASE_FORMAT, 64);
+        let names_in_value = self.dist.contains('\0');
+        let flags = u8::from(self.dev_dist)
+            | u8::from(self.author.is_some()) << 1
+            | u8::from(names_in_value) << 2;
+        writer.byte(flags);
+        if names_in_value {
+            writer.text(&self.dist);
+            writer.text(&self.version);
+        }
+        if let Some(author) = &self.author {
+            writer.text(author);
+        }
+        for count in self.by_perl.iter().flatten().flatten() {
+            writer.varint(*count);
+        }
+        writer.varint(self.last_seq);
+        writer.raw(self.last_guid.as_bytes());
+        write_timestamp_text(&mut writer, &self.last_date);
+        writer.finish()
+    }
+
+    /// Reads an `r` row value written by [`ReleaseCounters::encode`]; `dist` and `version` are
+    /// the names in the row's key.
+    pub fn decode(
+        dist: &str,
+        version: &str,
+        bytes: &[u8],
+    ) -> std::result::Result<ReleaseCounters, String> {
+        let mut reader = ValueReader::with_format(bytes, RELEASE_FORMAT, "release counters")?;
+        let flags = reader.byte()?;
+        if flags > 0b111 {
+            return Err(format!("unknown release flags {flags:#x}"));
+        }
+        let (dist, version) = if flags & 0b100 != 0 {
+            (reader.text()?, reader.text()?)
+        } else {
+            (dist.to_string(), version.to_string())
+        };
+        let author = if flags & 0b10 != 0 {
+            Some(reader.text()?)
+        } else {
+            None
+        };
+        let mut by_perl = [[[0u64; 4]; 2]; 2];
+        for count in by_perl.iter_mut().flatten().flatten() {
+            *count = reader.varint()?;
+        }
+        let counters = ReleaseCounters {
+            dist,
+            version,
+            author,
+            dev_dist: flags & 1 != 0,
+            by_perl,
+            last_seq: reader.varint()?,
+            last_guid: read_guid(&mut reader)?,
+            last_date: read_timestamp_text(&mut reader)?,
+        };
+        reader.end()?;
+        Ok(counters)
+    }
+
     /// pass, fail, na, unknown over every category.
     pub fn totals(&self) -> [u64; 4] {
         let mut totals = [0; 4];
@@ -259,8 +501,7 @@ impl DerivedGroup {
         batch: &mut sled::Batch,
         summary: &ReportSummary,
     ) -> Result<()> {
-        let summary_bytes = serde_json::to_vec(summary)
-            .map_err(|error| Error::Internal(format!("serialising summary: {error}")))?;
+        let summary_bytes = summary.encode();
         let perl = distinfo::classify_perl_version(&summary.perl);
         let day: String = summary
             .date
@@ -341,12 +582,7 @@ impl DerivedGroup {
                 None,
             ));
         };
-        let counters: ReleaseCounters = serde_json::from_slice(&bytes).map_err(|error| {
-            Error::corruption(
-                format!("release {}/{}", summary.dist, summary.version),
-                error.to_string(),
-            )
-        })?;
+        let counters = decode_release(&summary.dist, &summary.version, &bytes)?;
         let previous_seq = counters.last_seq;
         Ok((counters, Some(previous_seq)))
     }
@@ -365,10 +601,7 @@ impl DerivedGroup {
                 release_changed_key(counters.last_seq, &counters.dist, &counters.version),
                 &[][..],
             );
-            let bytes = serde_json::to_vec(&counters).map_err(|error| {
-                Error::Internal(format!("serialising release counters: {error}"))
-            })?;
-            batch.insert(key, bytes);
+            batch.insert(key, counters.encode());
         }
         for (key, count) in self.stats {
             batch.insert(key, &count.to_be_bytes()[..]);
@@ -454,7 +687,7 @@ impl super::Store {
         else {
             return Ok(None);
         };
-        decode_release(&bytes).map(Some)
+        decode_release(dist, version, &bytes).map(Some)
     }
 
     /// Visits releases in `selection` whose last change has `seq >= since_seq`, in key order
@@ -495,8 +728,14 @@ impl super::Store {
                     _ => vec![PREFIX_RELEASE],
                 };
                 for item in scan_prefix(db, prefix) {
-                    let (_, value) = item.map_err(|e| Error::storage("scanning releases", e))?;
-                    let counters = decode_release(&value)?;
+                    let (key, value) = item.map_err(|e| Error::storage("scanning releases", e))?;
+                    let (dist, version) = split_release_name(&key[1..]).ok_or_else(|| {
+                        Error::corruption(
+                            format!("release key {:?}", key.as_ref()),
+                            "no 0x00 separator",
+                        )
+                    })?;
+                    let counters = decode_release(&dist, &version, &value)?;
                     if counters.last_seq >= since_seq && !visit(counters)? {
                         return Ok(());
                     }
@@ -543,9 +782,9 @@ impl super::Store {
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
+        ReportSummary::decode(seq, &bytes)
             .map(Some)
-            .map_err(|error| Error::corruption(format!("summary at seq {seq}"), error.to_string()))
+            .map_err(|detail| Error::corruption(format!("summary at seq {seq}"), detail))
     }
 
     /// Visits summaries in `selection` with `seq >= since_seq`, in seq order for `All` and in
@@ -563,13 +802,7 @@ impl super::Store {
                 start.extend_from_slice(&since_seq.max(1).to_be_bytes());
                 for item in db.range(start..vec![PREFIX_SUMMARY_BY_SEQ + 1]) {
                     let (key, value) = item.map_err(|e| Error::storage("scanning summaries", e))?;
-                    let summary: ReportSummary =
-                        serde_json::from_slice(&value).map_err(|error| {
-                            Error::corruption(
-                                format!("summary {:?}", key.as_ref()),
-                                error.to_string(),
-                            )
-                        })?;
+                    let summary = decode_summary_row(&key, &value)?;
                     if !visit(summary)? {
                         return Ok(());
                     }
@@ -612,9 +845,7 @@ impl super::Store {
             .take(count)
         {
             let (key, value) = item.map_err(|e| Error::storage("scanning summaries", e))?;
-            summaries.push(serde_json::from_slice(&value).map_err(|error| {
-                Error::corruption(format!("summary {:?}", key.as_ref()), error.to_string())
-            })?);
+            summaries.push(decode_summary_row(&key, &value)?);
         }
         Ok(summaries)
     }
@@ -663,9 +894,20 @@ impl super::Store {
     }
 }
 
-fn decode_release(bytes: &[u8]) -> Result<ReleaseCounters> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| Error::corruption("release counters", error.to_string()))
+fn decode_release(dist: &str, version: &str, bytes: &[u8]) -> Result<ReleaseCounters> {
+    ReleaseCounters::decode(dist, version, bytes)
+        .map_err(|detail| Error::corruption(format!("release {dist}/{version}"), detail))
+}
+
+/// A summary row read by a scan: the seq comes from its `S` key.
+fn decode_summary_row(key: &[u8], value: &[u8]) -> Result<ReportSummary> {
+    let seq = key
+        .get(1..9)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::corruption(format!("summary key {key:?}"), "not S + seq"))?;
+    ReportSummary::decode(seq, value)
+        .map_err(|detail| Error::corruption(format!("summary at seq {seq}"), detail))
 }
 
 fn split_release_name(bytes: &[u8]) -> Option<(String, String)> {
@@ -674,4 +916,116 @@ fn split_release_name(bytes: &[u8]) -> Option<(String, String)> {
         String::from_utf8_lossy(&bytes[..separator]).to_string(),
         String::from_utf8_lossy(&bytes[separator + 1..]).to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> ReportSummary {
+        ReportSummary {
+            guid: Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0),
+            seq: 77,
+            date: "2026-11-22T21:47:00Z".to_string(),
+            created: "2026-11-22T21:47:15Z".to_string(),
+            grade: "fail".to_string(),
+            reporter: "\"Zo\u{eb} Tester\" <zoe@example.org>".to_string(),
+            dist: "Acme-Foo".to_string(),
+            version: "1.02_03".to_string(),
+            author: Some("AUTHOR".to_string()),
+            path: Some("AUTHOR/Acme-Foo-1.02_03.tar.gz".to_string()),
+            platform: "x86_64-linux".to_string(),
+            perl: "5.40.0".to_string(),
+            osname: "linux".to_string(),
+            osvers: "6.1.0".to_string(),
+        }
+    }
+
+    #[test]
+    fn summaries_round_trip_in_every_form() {
+        let mut cases = vec![summary()];
+        let mut odd = summary();
+        odd.created = "2026-11-22T22:47:15.25+01:00".to_string();
+        odd.date = summary_date(&odd.created);
+        odd.grade = "splendid".to_string();
+        odd.author = None;
+        odd.path = Some("SOMEONE/Acme-Foo-1.02_03.tar.gz".to_string());
+        cases.push(odd);
+        let mut unparsable = summary();
+        unparsable.created = "yesterday".to_string();
+        unparsable.date = "not derived".to_string();
+        unparsable.path = None;
+        cases.push(unparsable);
+        let mut other_extension = summary();
+        other_extension.path = Some("AUTHOR/Acme-Foo-1.02_03.zip".to_string());
+        cases.push(other_extension);
+        let mut unusual_path = summary();
+        unusual_path.path = Some("AUTHOR/sub/Acme-Foo-1.02_03.tar.gz".to_string());
+        cases.push(unusual_path);
+        let mut empty = summary();
+        for field in [
+            &mut empty.reporter,
+            &mut empty.dist,
+            &mut empty.version,
+            &mut empty.platform,
+            &mut empty.perl,
+            &mut empty.osname,
+            &mut empty.osvers,
+        ] {
+            field.clear();
+        }
+        empty.created = String::new();
+        empty.date = String::new();
+        empty.author = Some(String::new());
+        empty.path = Some("/-.tar.gz".to_string());
+        cases.push(empty);
+        for case in cases {
+            let bytes = case.encode();
+            assert_eq!(ReportSummary::decode(case.seq, &bytes).unwrap(), case);
+            assert!(ReportSummary::decode(case.seq, &bytes[..bytes.len() - 1]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(ReportSummary::decode(case.seq, &longer).is_err());
+        }
+        assert!(
+            summary().encode().len() < 120,
+            "{}",
+            summary().encode().len()
+        );
+        assert!(ReportSummary::decode(1, b"{\"guid\":1}").is_err());
+    }
+
+    #[test]
+    fn release_counters_round_trip() {
+        let mut counters = ReleaseCounters {
+            dist: "Acme-Foo".to_string(),
+            version: "1.02_03".to_string(),
+            author: Some("AUTHOR".to_string()),
+            dev_dist: true,
+            by_perl: [
+                [[1, 2, 3, 4], [5, 6, 7, 8]],
+                [[9, 10, 11, 12], [13, 14, 15, u64::MAX]],
+            ],
+            last_seq: 1 << 40,
+            last_guid: Uuid::from_u128(42),
+            last_date: "2026-11-22T21:47:00Z".to_string(),
+        };
+        let bytes = counters.encode();
+        assert_eq!(
+            ReleaseCounters::decode("Acme-Foo", "1.02_03", &bytes).unwrap(),
+            counters
+        );
+        counters.author = None;
+        counters.dev_dist = false;
+        counters.last_date = "odd".to_string();
+        counters.dist = "with\0zero".to_string();
+        counters.version = "v\0".to_string();
+        let bytes = counters.encode();
+        // The key splits such a name wrongly; the value carries it.
+        assert_eq!(
+            ReleaseCounters::decode("with", "zero\0v\0", &bytes).unwrap(),
+            counters
+        );
+        assert!(ReleaseCounters::decode("a", "b", &bytes[..bytes.len() - 1]).is_err());
+    }
 }

@@ -195,9 +195,143 @@ pub struct UserRecord {
     pub registered_at: String,
 }
 
+/// Builds a compact binary value: LEB128 varints and length-prefixed strings. The derived rows
+/// (`store::derived`) use it; every such value starts with its own format byte.
+#[derive(Debug, Default)]
+pub(crate) struct ValueWriter {
+    bytes: Vec<u8>,
+}
+
+impl ValueWriter {
+    pub(crate) fn with_format(format: u8, capacity: usize) -> ValueWriter {
+        let mut bytes = Vec::with_capacity(capacity);
+        bytes.push(format);
+        ValueWriter { bytes }
+    }
+    pub(crate) fn byte(&mut self, byte: u8) {
+        self.bytes.push(byte);
+    }
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+    pub(crate) fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.bytes.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.bytes.push(value as u8);
+    }
+    /// A signed value, zigzag-encoded so small negatives stay small.
+    pub(crate) fn signed(&mut self, value: i64) {
+        self.varint(((value << 1) ^ (value >> 63)) as u64);
+    }
+    pub(crate) fn text(&mut self, text: &str) {
+        self.varint(text.len() as u64);
+        self.bytes.extend_from_slice(text.as_bytes());
+    }
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// Reads what [`ValueWriter`] wrote; every error names what is damaged.
+#[derive(Debug)]
+pub(crate) struct ValueReader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> ValueReader<'a> {
+    /// Checks the format byte and positions the reader after it.
+    pub(crate) fn with_format(bytes: &'a [u8], format: u8, what: &str) -> Result<Self, String> {
+        match bytes.split_first() {
+            Some((&found, rest)) if found == format => Ok(ValueReader { bytes: rest }),
+            Some((&found, _)) => Err(format!("unknown {what} format {found}")),
+            None => Err(format!("empty {what}")),
+        }
+    }
+    pub(crate) fn byte(&mut self) -> Result<u8, String> {
+        let (&byte, rest) = self.bytes.split_first().ok_or("value ends early")?;
+        self.bytes = rest;
+        Ok(byte)
+    }
+    pub(crate) fn raw(&mut self, length: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < length {
+            return Err("value ends early".to_string());
+        }
+        let (taken, rest) = self.bytes.split_at(length);
+        self.bytes = rest;
+        Ok(taken)
+    }
+    pub(crate) fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint too long".to_string())
+    }
+    pub(crate) fn signed(&mut self) -> Result<i64, String> {
+        let zigzag = self.varint()?;
+        Ok(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64))
+    }
+    pub(crate) fn text(&mut self) -> Result<String, String> {
+        let length = usize::try_from(self.varint()?).map_err(|_| "text too long".to_string())?;
+        let bytes = self.raw(length)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "text is not UTF-8".to_string())
+    }
+    /// Fails unless everything was read.
+    pub(crate) fn end(&self) -> Result<(), String> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} bytes left over", self.bytes.len()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_writer_and_reader_round_trip() {
+        let mut writer = ValueWriter::with_format(7, 16);
+        for value in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            writer.varint(value);
+        }
+        for value in [0i64, -1, 1, -64, 64, i64::MIN, i64::MAX] {
+            writer.signed(value);
+        }
+        writer.text("caf\u{e9}");
+        writer.text("");
+        writer.byte(9);
+        writer.raw(&[1, 2, 3]);
+        let bytes = writer.finish();
+        let mut reader = ValueReader::with_format(&bytes, 7, "test").unwrap();
+        for value in [0u64, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(reader.varint().unwrap(), value);
+        }
+        for value in [0i64, -1, 1, -64, 64, i64::MIN, i64::MAX] {
+            assert_eq!(reader.signed().unwrap(), value);
+        }
+        assert_eq!(reader.text().unwrap(), "caf\u{e9}");
+        assert_eq!(reader.text().unwrap(), "");
+        assert_eq!(reader.byte().unwrap(), 9);
+        assert_eq!(reader.raw(3).unwrap(), &[1, 2, 3]);
+        reader.end().unwrap();
+        assert!(reader.byte().is_err());
+        assert!(ValueReader::with_format(&bytes, 8, "test").is_err());
+        assert!(ValueReader::with_format(&[], 7, "test").is_err());
+        // 0, 1, 127, then the first byte of 128's two.
+        let mut truncated = ValueReader::with_format(&bytes[..5], 7, "test").unwrap();
+        for _ in 0..3 {
+            assert!(truncated.varint().is_ok());
+        }
+        assert!(truncated.varint().is_err());
+    }
 
     #[test]
     fn report_record_round_trips() {

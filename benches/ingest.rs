@@ -71,12 +71,129 @@ impl Server {
             .map_or(0, |kib| kib * 1024)
     }
 
+    fn cpu_seconds(&self) -> f64 {
+        process_cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    /// A benchmark that panics must not leave its server running (and eating the CPU the next
+    /// run measures).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// User + system CPU seconds of a process (all its threads, dead ones included) from
+/// `/proc/<pid>/stat`.
+fn process_cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |pair| {
+        pair.iter().filter_map(|f| f.parse::<f64>().ok()).sum()
+    });
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks / 100.0
+}
+
+/// CPU seconds of the server's live threads by thread name (threads that ended, such as
+/// tantivy's indexing workers which every index commit replaces, are not in it).
+fn thread_cpu_seconds(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let seconds = process_cpu_seconds(&path.join("stat").to_string_lossy());
+        *by_name.entry(name.trim().to_string()).or_insert(0.0) += seconds;
+    }
+    by_name
+}
+
+/// `_sum` and `_count` of the committer's flush-time and group-size metrics.
+async fn committer_metrics(client: &reqwest::Client, base: &str) -> [f64; 4] {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    [
+        value("reportstore_committer_flush_seconds_sum"),
+        value("reportstore_committer_flush_seconds_count"),
+        value("reportstore_committer_group_size_sum"),
+        value("reportstore_committer_group_size_count"),
+    ]
+}
+
+/// Mean flush time and group size between two [`committer_metrics`] readings.
+fn committer_line(before: [f64; 4], after: [f64; 4]) -> String {
+    let groups = (after[1] - before[1]).max(1.0);
+    format!(
+        "   committer: {:.0} groups, mean flush {:.2} ms, mean group {:.1} writes",
+        after[1] - before[1],
+        (after[0] - before[0]) * 1e3 / groups,
+        (after[2] - before[2]) / (after[3] - before[3]).max(1.0)
+    )
+}
+
+/// CPU spent by the server and by this load generator during a phase, per report.
+struct CpuMeter {
+    server: f64,
+    client: f64,
+    threads: std::collections::BTreeMap<String, f64>,
+}
+
+impl CpuMeter {
+    fn start(server: &Server) -> CpuMeter {
+        CpuMeter {
+            server: server.cpu_seconds(),
+            client: process_cpu_seconds("/proc/self/stat"),
+            threads: thread_cpu_seconds(server.child.id()),
+        }
+    }
+
+    fn line(&self, server: &Server, reports: usize) -> String {
+        let server_cpu = server.cpu_seconds() - self.server;
+        let client_cpu = process_cpu_seconds("/proc/self/stat") - self.client;
+        let per_report = |seconds: f64| seconds * 1e6 / reports as f64;
+        let mut line = format!(
+            "   CPU/report: server {:.0} us, load generator {:.0} us; server threads:",
+            per_report(server_cpu),
+            per_report(client_cpu)
+        );
+        let mut accounted = 0.0;
+        for (name, seconds) in thread_cpu_seconds(server.child.id()) {
+            let spent = seconds - self.threads.get(&name).copied().unwrap_or(0.0);
+            accounted += spent;
+            if per_report(spent) >= 1.0 {
+                line.push_str(&format!(" {name} {:.0}", per_report(spent)));
+            }
+        }
+        line.push_str(&format!(
+            ", ended threads (tantivy workers) {:.0}",
+            per_report(server_cpu - accounted).max(0.0)
+        ));
+        line
     }
 }
 
@@ -267,6 +384,18 @@ fn print_store_breakdown(store_dir: &Path) {
     );
 }
 
+/// CPU time of the calling thread: microbenchmark timings that other processes on a shared
+/// machine do not inflate (as long as they leave the caches alone).
+fn thread_cpu_time() -> Duration {
+    let mut spec = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut spec) };
+    Duration::new(spec.tv_sec as u64, spec.tv_nsec as u32)
+}
+
 /// `BENCH_MODE=cpu`: the ingest CPU path in process, without HTTP, sled or the committer:
 /// `prepare_v3_report` and `parse_submission` + `prepare_submission` over generated reports,
 /// single-threaded, so changes to parsing, hashing and compression can be compared directly.
@@ -289,7 +418,7 @@ fn cpu_microbenchmark(count: usize) {
         email: "bench@example.org".to_string(),
     };
     for round in 0..2 {
-        let started = Instant::now();
+        let started = thread_cpu_time();
         let mut frame_bytes = 0usize;
         for body in &v3_bodies {
             let prepared = v3::prepare_v3_report(
@@ -302,9 +431,9 @@ fn cpu_microbenchmark(count: usize) {
             .unwrap();
             frame_bytes += prepared.document_frame.len();
         }
-        let v3_elapsed = started.elapsed();
+        let v3_elapsed = thread_cpu_time() - started;
         let v3_raw: usize = v3_bodies.iter().map(Vec::len).sum();
-        let started = Instant::now();
+        let started = thread_cpu_time();
         let (mut document_bytes, mut fact_bytes) = (0usize, 0usize);
         for body in &metabase_bodies {
             let submission = metabase::parse_submission(body, metabase::REPORT_FACT_TYPE).unwrap();
@@ -313,7 +442,7 @@ fn cpu_microbenchmark(count: usize) {
             document_bytes += prepared.document_frame.len();
             fact_bytes += prepared.fact_frame.as_ref().map_or(0, Vec::len);
         }
-        let metabase_elapsed = started.elapsed();
+        let metabase_elapsed = thread_cpu_time() - started;
         let metabase_raw: usize = metabase_bodies.iter().map(Vec::len).sum();
         println!(
             "round {round}: v3 {:.1} us/report (document frame {:.1} % of body); metabase {:.1} us/report (document frame {:.1} % + fact frame {:.1} % of body)",
@@ -327,7 +456,7 @@ fn cpu_microbenchmark(count: usize) {
 }
 
 /// `BENCH_MODE=store`: the storage path in process, without HTTP: reports prepared up front
-/// (2/3 Metabase, 1/3 v3 as in the full run), written through the real committer by
+/// (half v3, half Metabase as in the full run), written through the real committer by
 /// `BENCH_CLIENTS` concurrent writers, then the bytes on disk with a per-prefix breakdown.
 /// Quick to iterate on sled settings and row encodings.
 fn store_experiment(count: usize, clients: usize) {
@@ -341,7 +470,7 @@ fn store_experiment(count: usize, clients: usize) {
     let mut prepared = Vec::with_capacity(count);
     for index in 0..count {
         let report = generator.next_report();
-        if index % 3 == 0 {
+        if index % 2 == 0 {
             let body = serde_json::to_vec(&report.to_v3_document(&testers)).unwrap();
             raw += body.len() as u64;
             prepared.push(
@@ -464,14 +593,11 @@ fn zstd_levels(count: usize) {
             dictionaries.push((path.display().to_string(), std::fs::read(&path).unwrap()));
         }
     }
-    // Fact frames: the raw dictionary is the document's text escaped three times, optionally
-    // behind a template of the submission's envelope (`BENCH_FACT_TEMPLATE=<file>`).
+    // Fact frames: the raw dictionary is the document's text escaped three times, without and
+    // with the envelope template of fact format 1.
     {
         use reportstore::codec::json_escape_ascii;
         use reportstore::ingest::metabase;
-        let template = std::env::var_os("BENCH_FACT_TEMPLATE")
-            .map(|path| std::fs::read(path).unwrap())
-            .unwrap_or_default();
         let reporter = metabase::Reporter {
             name: "Bench Tester".to_string(),
             email: "bench@example.org".to_string(),
@@ -493,46 +619,57 @@ fn zstd_levels(count: usize) {
             })
             .collect();
         let raw: usize = facts.iter().map(|(body, _)| body.len()).sum();
-        for with_template in [false, true] {
-            if with_template && template.is_empty() {
-                continue;
-            }
-            for level in [3, 5, 9] {
-                let started = Instant::now();
-                let compressed: usize = facts
+        for (name, template) in [
+            ("none", &[][..]),
+            (
+                "envelope-1",
+                reportstore::codec::FACT_ENVELOPE_TEMPLATE_1.as_bytes(),
+            ),
+        ] {
+            for level in [3, 4, 5, 6] {
+                let mut context = zstd::zstd_safe::CCtx::create();
+                let mut frame = Vec::with_capacity(1 << 20);
+                let dictionaries: Vec<Vec<u8>> = facts
                     .iter()
-                    .map(|(body, text)| {
-                        let mut dictionary = if with_template {
-                            template.clone()
-                        } else {
-                            Vec::new()
-                        };
+                    .map(|(_, text)| {
+                        let mut dictionary = template.to_vec();
                         dictionary.extend_from_slice(
                             json_escape_ascii(&json_escape_ascii(&json_escape_ascii(text)))
                                 .as_bytes(),
                         );
-                        zstd::bulk::Compressor::with_dictionary(level, &dictionary)
-                            .unwrap()
-                            .compress(body)
-                            .unwrap()
-                            .len()
+                        dictionary
                     })
-                    .sum();
+                    .collect();
+                let started = thread_cpu_time();
+                let mut compressed = 0;
+                for ((body, _), dictionary) in facts.iter().zip(&dictionaries) {
+                    frame.clear();
+                    compressed += context
+                        .compress_using_dict(&mut frame, body, dictionary, level)
+                        .unwrap();
+                }
                 println!(
-                    "fact frames, template {with_template}, level {level}: {:.1} B/fact = {:.2} % of {:.0} B, {:.1} us/fact",
+                    "fact frames, template {name}, level {level}: {:.1} B/fact = {:.2} % of {:.0} B, {:.1} us/fact (compression only)",
                     compressed as f64 / count as f64,
                     compressed as f64 * 100.0 / raw as f64,
                     raw as f64 / count as f64,
-                    started.elapsed().as_secs_f64() * 1e6 / count as f64
+                    (thread_cpu_time() - started).as_secs_f64() * 1e6 / count as f64
                 );
             }
         }
     }
+    let levels: Vec<i32> = std::env::var("BENCH_LEVELS")
+        .unwrap_or_else(|_| "1,3,5,7,9,12,15,19".to_string())
+        .split(',')
+        .filter_map(|level| level.trim().parse().ok())
+        .collect();
     for (name, dictionary) in &dictionaries {
-        for level in [1, 3, 5, 7, 9, 12, 15, 19] {
+        for &level in &levels {
             let mut compressor =
                 zstd::bulk::Compressor::with_dictionary(level, dictionary).unwrap();
-            let started = Instant::now();
+            // The first frame builds the dictionary's tables: not part of the steady state.
+            compressor.compress(&documents[0]).unwrap();
+            let started = thread_cpu_time();
             let compressed: usize = documents
                 .iter()
                 .map(|document| compressor.compress(document).unwrap().len())
@@ -543,7 +680,7 @@ fn zstd_levels(count: usize) {
                 compressed as f64 / count as f64,
                 compressed as f64 * 100.0 / raw as f64,
                 raw as f64 / count as f64,
-                started.elapsed().as_secs_f64() * 1e6 / count as f64
+                (thread_cpu_time() - started).as_secs_f64() * 1e6 / count as f64
             );
         }
     }
@@ -719,6 +856,8 @@ fn main() {
             );
         }
 
+        let meter = CpuMeter::start(&server);
+        let committed = committer_metrics(&client, &base).await;
         let (elapsed, latencies) = closed_loop(&client, &base, v3_requests, clients).await;
         report_line(
             &format!("v3, {clients} clients"),
@@ -726,6 +865,13 @@ fn main() {
             elapsed,
             &latencies,
         );
+        println!("{}", meter.line(&server, latencies.len()));
+        let committed = {
+            let now = committer_metrics(&client, &base).await;
+            println!("{}", committer_line(committed, now));
+            now
+        };
+        let meter = CpuMeter::start(&server);
         let (elapsed, latencies) = closed_loop(&client, &base, metabase_requests, clients).await;
         report_line(
             &format!("metabase, {clients} clients"),
@@ -733,7 +879,14 @@ fn main() {
             elapsed,
             &latencies,
         );
+        println!("{}", meter.line(&server, latencies.len()));
+        let committed = {
+            let now = committer_metrics(&client, &base).await;
+            println!("{}", committer_line(committed, now));
+            now
+        };
         let count = rate_requests.len();
+        let meter = CpuMeter::start(&server);
         let started = Instant::now();
         let latencies = open_loop(&client, &base, rate_requests, rate).await;
         report_line(
@@ -741,6 +894,11 @@ fn main() {
             count,
             started.elapsed(),
             &latencies,
+        );
+        println!("{}", meter.line(&server, count));
+        println!(
+            "{}",
+            committer_line(committed, committer_metrics(&client, &base).await)
         );
     });
 

@@ -79,8 +79,22 @@ fn dictionary_set() -> &'static DictionarySet {
         let newest = SHIPPED_DICTIONARIES
             .last()
             .expect("at least one dictionary is shipped");
+        // EXPERIMENT (temporary)
+        let experiment = std::env::var_os("RS_DICTIONARY").map(|path| std::fs::read(path).unwrap());
+        let level = std::env::var("RS_LEVEL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(COMPRESSION_LEVEL);
+        let newest: &[u8] = match &experiment {
+            Some(bytes) => {
+                current_id = dictionary_id(bytes).unwrap();
+                decoders.insert(current_id, DecoderDictionary::copy(bytes));
+                Box::leak(bytes.clone().into_boxed_slice())
+            }
+            None => newest,
+        };
         DictionarySet {
-            encoder: EncoderDictionary::copy(newest, COMPRESSION_LEVEL),
+            encoder: EncoderDictionary::copy(newest, level),
             current_id,
             decoders,
         }
@@ -107,6 +121,42 @@ thread_local! {
     static DECOMPRESSION_CONTEXT: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
     /// The scratch buffer a fact dictionary is built in (see [`with_fact_dictionary`]).
     static FACT_DICTIONARY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The scratch buffer frames are compressed into (zstd wants room for the worst case,
+    /// about the input's size; the frame is a tenth of it and is copied out at its size).
+    static FRAME_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Compresses with `compress` into the per-thread scratch buffer sized for `input_length`,
+/// and returns `prefix` followed by the frame, allocated at its exact size.
+fn compress_exact(
+    input_length: usize,
+    prefix: &[u8],
+    compress: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let bound = zstd::zstd_safe::compress_bound(input_length);
+    let finish = |scratch: &Vec<u8>| {
+        let mut stored = Vec::with_capacity(prefix.len() + scratch.len());
+        stored.extend_from_slice(prefix);
+        stored.extend_from_slice(scratch);
+        stored
+    };
+    FRAME_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            scratch.reserve(bound);
+            compress(&mut scratch)?;
+            let stored = finish(&scratch);
+            if scratch.capacity() > MAX_KEPT_SCRATCH_BYTES {
+                *scratch = Vec::new();
+            }
+            Ok(stored)
+        }
+        Err(_) => {
+            let mut scratch = Vec::with_capacity(bound);
+            compress(&mut scratch)?;
+            Ok(finish(&scratch))
+        }
+    })
 }
 
 /// A scratch buffer larger than this is released after use rather than kept for the thread.
@@ -153,11 +203,12 @@ fn with_decompression_context<T>(work: impl FnOnce(&mut DCtx<'static>) -> Result
 pub fn compress_document(document: &[u8]) -> Result<Vec<u8>> {
     let dictionary = dictionary_set().encoder.as_cdict();
     with_compression_context(|context| {
-        let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(document.len()));
-        context
-            .compress_using_cdict(&mut frame, document, dictionary)
-            .map_err(|code| Error::Internal(format!("zstd compression: {}", error_name(code))))?;
-        Ok(frame)
+        compress_exact(document.len(), &[], |frame| {
+            context
+                .compress_using_cdict(frame, document, dictionary)
+                .map(drop)
+                .map_err(|code| Error::Internal(format!("zstd compression: {}", error_name(code))))
+        })
     })
 }
 
@@ -192,17 +243,25 @@ pub fn decompress_document(frame: &[u8]) -> Result<Vec<u8>> {
 pub fn compress_fact(fact: &[u8], document_textreport: &str) -> Result<Vec<u8>> {
     with_fact_dictionary(document_textreport, |dictionary| {
         with_compression_context(|context| {
-            let mut stored = Vec::with_capacity(1 + zstd::zstd_safe::compress_bound(fact.len()));
-            // The one-shot "using dict" call loads the raw content straight into the context's
-            // tables for this frame only: no dictionary object is built, nothing is retained.
-            // (zstd writes from the start of the buffer; the format byte goes in front after.)
-            context
-                .compress_using_dict(&mut stored, fact, dictionary, FACT_COMPRESSION_LEVEL)
-                .map_err(|code| {
-                    Error::Internal(format!("zstd compression: {}", error_name(code)))
-                })?;
-            stored.insert(0, FACT_FORMAT_ENVELOPE);
-            Ok(stored)
+            compress_exact(fact.len(), &[FACT_FORMAT_ENVELOPE], |frame| {
+                // The one-shot "using dict" call loads the raw content straight into the
+                // context's tables for this frame only: no dictionary object is built, nothing
+                // is retained.
+                context
+                    .compress_using_dict(
+                        frame,
+                        fact,
+                        dictionary,
+                        std::env::var("RS_FACT_LEVEL")
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(FACT_COMPRESSION_LEVEL),
+                    )
+                    .map(drop)
+                    .map_err(|code| {
+                        Error::Internal(format!("zstd compression: {}", error_name(code)))
+                    })
+            })
         })
     })
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{canonical_json, canonical_sha256, format_timestamp, parse_timestamp};
+use super::{canonical_json_with_capacity, canonical_sha256, format_timestamp, parse_timestamp};
 use crate::codec;
 use crate::distinfo;
 use crate::error::{Error, Result};
@@ -263,7 +263,7 @@ pub fn prepare_submission(
     received_at: time::OffsetDateTime,
 ) -> Result<PreparedReport> {
     let document = to_v3_document(submission, reporter);
-    let canonical = canonical_json(&document);
+    let canonical = canonical_json_with_capacity(&document, original_body.len());
     let document_frame = codec::compress_document(&canonical)?;
     let fact_frame = codec::compress_fact(original_body, &submission.report.textreport)?;
     Ok(PreparedReport {

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{canonical_json, canonical_sha256, format_timestamp, parse_timestamp};
+use super::{canonical_json_with_capacity, canonical_sha256, format_timestamp, parse_timestamp};
 use crate::codec;
 use crate::error::{Error, FieldError, Result};
 use crate::store::Protocol;
@@ -119,7 +119,7 @@ pub fn prepare_v3_report(
         );
     }
 
-    let canonical = canonical_json(&document);
+    let canonical = canonical_json_with_capacity(&document, body.len() + 64);
     let document_frame = codec::compress_document(&canonical)?;
     Ok(PreparedReport {
         id,

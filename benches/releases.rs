@@ -148,6 +148,7 @@ fn start_server(data_dir: &std::path::Path) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start reportstore");
+    let mut child = child;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Ok(address) = std::fs::read_to_string(&ready) {
@@ -156,7 +157,11 @@ fn start_server(data_dir: &std::path::Path) -> Server {
                 base_url: format!("http://{address}"),
             };
         }
-        assert!(Instant::now() < deadline, "server did not start");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -598,10 +598,10 @@ async fn wrong_tokens_corrupted_entries_and_gaps_are_refused() {
     assert_eq!(lines.len(), 4, "3 entries and a status line");
     let mut damaged_entry: Value = serde_json::from_str(lines[1]).unwrap();
     let value = damaged_entry["value"].as_str().unwrap().to_string();
-    let flipped = if value.starts_with('A') {
-        format!("B{}", &value[1..])
-    } else {
-        format!("A{}", &value[1..])
+    // Change the first base64 digit: still valid base64, other bytes.
+    let flipped = match value.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &value[1..]),
     };
     damaged_entry["value"] = Value::from(flipped);
     let corrupted = format!(

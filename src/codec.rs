@@ -79,22 +79,8 @@ fn dictionary_set() -> &'static DictionarySet {
         let newest = SHIPPED_DICTIONARIES
             .last()
             .expect("at least one dictionary is shipped");
-        // EXPERIMENT (temporary)
-        let experiment = std::env::var_os("RS_DICTIONARY").map(|path| std::fs::read(path).unwrap());
-        let level = std::env::var("RS_LEVEL")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(COMPRESSION_LEVEL);
-        let newest: &[u8] = match &experiment {
-            Some(bytes) => {
-                current_id = dictionary_id(bytes).unwrap();
-                decoders.insert(current_id, DecoderDictionary::copy(bytes));
-                Box::leak(bytes.clone().into_boxed_slice())
-            }
-            None => newest,
-        };
         DictionarySet {
-            encoder: EncoderDictionary::copy(newest, level),
+            encoder: EncoderDictionary::copy(newest, COMPRESSION_LEVEL),
             current_id,
             decoders,
         }
@@ -248,15 +234,7 @@ pub fn compress_fact(fact: &[u8], document_textreport: &str) -> Result<Vec<u8>> 
                 // context's tables for this frame only: no dictionary object is built, nothing
                 // is retained.
                 context
-                    .compress_using_dict(
-                        frame,
-                        fact,
-                        dictionary,
-                        std::env::var("RS_FACT_LEVEL")
-                            .ok()
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(FACT_COMPRESSION_LEVEL),
-                    )
+                    .compress_using_dict(frame, fact, dictionary, FACT_COMPRESSION_LEVEL)
                     .map(drop)
                     .map_err(|code| {
                         Error::Internal(format!("zstd compression: {}", error_name(code)))

@@ -124,12 +124,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(
-            std::env::var("RS_MAX_BLOCKING")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(512),
-        ) // EXPERIMENT
         .build()?;
     runtime.block_on(reportstore::server::serve(
         config,

@@ -121,13 +121,6 @@ impl Store {
             .path(path)
             .cache_capacity(config.cache_capacity_bytes)
             .mode(sled::Mode::LowSpace)
-            // EXPERIMENT (temporary)
-            .segment_size(
-                std::env::var("RS_SEGMENT_SIZE")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(512 * 1024),
-            )
             // A safety net only: acknowledged writes never depend on it (the committer flushes).
             .flush_every_ms(Some(1000));
         let opened = std::panic::catch_unwind(AssertUnwindSafe(|| sled_config.open()));

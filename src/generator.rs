@@ -6101,24 +6101,4 @@ mod tests {
             "both client styles appear: {styles:?}"
         );
     }
-
-    /// Throughput check: `cargo test --release --lib generator -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn throughput() {
-        let mut g = ReportGenerator::new(99);
-        let n = 100_000;
-        let start = std::time::Instant::now();
-        let mut bytes = 0usize;
-        for _ in 0..n {
-            bytes += g.next_report().textreport.len();
-        }
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "{:.0} reports/s, {:.0} MB/s of text",
-            n as f64 / secs,
-            bytes as f64 / secs / 1e6
-        );
-        assert!(n as f64 / secs > 20_000.0);
-    }
 }

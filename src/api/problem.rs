@@ -41,16 +41,29 @@ fn public_message(error: &Error) -> String {
     error.to_string()
 }
 
-fn with_retry_after(mut response: Response, error: &Error) -> Response {
-    if let Error::Unavailable {
-        retry_after_secs, ..
-    } = error
-    {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_str(&retry_after_secs.to_string())
-                .expect("digits are a valid header"),
-        );
+/// Adds the headers an error implies: `Retry-After` on 503, and `Connection: close` when the
+/// request body was refused unread.
+///
+/// A 413 is answered before the body is read, so the server must drop the connection; without
+/// `Connection: close` a keep-alive client (reqwest, LWP) puts the connection back in its pool
+/// and its next request fails with a connection reset instead of an answer.
+fn with_error_headers(mut response: Response, error: &Error) -> Response {
+    match error {
+        Error::Unavailable {
+            retry_after_secs, ..
+        } => {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&retry_after_secs.to_string())
+                    .expect("digits are a valid header"),
+            );
+        }
+        Error::PayloadTooLarge { .. } => {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
     }
     response
 }
@@ -84,7 +97,7 @@ impl IntoResponse for ApiError {
             }],
         };
         let response = (status, axum::Json(json!({ "errors": errors }))).into_response();
-        with_retry_after(response, &self.0)
+        with_error_headers(response, &self.0)
     }
 }
 
@@ -103,6 +116,6 @@ impl IntoResponse for LegacyError {
         let status = status_of(&self.0);
         let message = public_message(&self.0);
         let response = (status, axum::Json(json!({ "error": message }))).into_response();
-        with_retry_after(response, &self.0)
+        with_error_headers(response, &self.0)
     }
 }

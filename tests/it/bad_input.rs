@@ -373,6 +373,8 @@ async fn bad_metabase_input_is_refused_clearly_and_stores_nothing() {
     assert_eq!(response.status(), 400, "invalid UTF-8");
     let response = post(vec![b' '; LIMIT + 1]).await;
     assert_eq!(response.status(), 413);
+    // Refused unread, so the connection must not be reused by the client's pool.
+    assert_eq!(response.headers()["connection"], "close");
 
     // Authentication problems are 401s with a reason.
     let unknown_user = base64::engine::general_purpose::STANDARD

@@ -63,6 +63,11 @@ pub struct ServeConfig {
     /// This node's base URL as other nodes reach it (shown in the leader's follower list).
     #[arg(long, env = "REPORTSTORE_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// Nice value of the search indexer (0-19). Higher favours ingest over index freshness
+    /// when the CPU is saturated; 0 gives indexing the same priority as ingest.
+    #[arg(long, env = "REPORTSTORE_INDEXER_NICE", default_value_t = crate::index::DEFAULT_INDEXER_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub indexer_nice: i32,
 }
 
 impl ServeConfig {
@@ -84,6 +89,7 @@ impl ServeConfig {
             sync_timeout_ms: 5000,
             peers: Vec::new(),
             advertise_url: None,
+            indexer_nice: crate::index::DEFAULT_INDEXER_NICE,
         }
     }
 
@@ -91,6 +97,14 @@ impl ServeConfig {
     pub fn store_config(&self) -> StoreConfig {
         StoreConfig {
             cache_capacity_bytes: self.cache_capacity_mib * 1024 * 1024,
+        }
+    }
+
+    /// The search indexer settings.
+    pub fn indexer_config(&self) -> crate::index::IndexerConfig {
+        crate::index::IndexerConfig {
+            nice: self.indexer_nice,
+            ..crate::index::IndexerConfig::default()
         }
     }
 

@@ -5,6 +5,7 @@
 //! goes away; the committer finishes its group and flushes; the indexer commits what it
 //! indexed and waits for its merges; then sled is flushed once more and dropped. A request that got its 201 was already on disk before any of this.
 
+use axum::serve::ListenerExt as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
-use crate::index::{IndexerConfig, IndexerHandle, SearchIndex};
+use crate::index::{IndexerHandle, SearchIndex};
 use crate::replication::follower::{self, FollowerSettings};
 use crate::replication::{ReplicationShared, Role, RoleState};
 use crate::store::Store;
@@ -43,7 +44,7 @@ impl Node {
             "store opened"
         );
         let (search, indexer) =
-            SearchIndex::open(&config.data_dir.join("index"), IndexerConfig::default())?;
+            SearchIndex::open(&config.data_dir.join("index"), config.indexer_config())?;
         let (committer, committer_thread) =
             committer::spawn(Arc::clone(&store), config.committer_config())?;
         let indexer = indexer.spawn(Arc::clone(&store), committer.durable_seq())?;
@@ -159,6 +160,14 @@ pub async fn serve(
         let _ = signalled_sender.send(());
         tracing::info!("shutdown requested, finishing requests in flight");
     };
+    // Without TCP_NODELAY, the last small segment of a streamed answer waits for the ACK of
+    // the previous one, which the client delays by up to 40 ms: a 3 ms `/v3/release?since=`
+    // read then takes 45 ms now and then.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let server = tokio::spawn(async move { server.await });

@@ -194,6 +194,44 @@ pub async fn discard_body(body: Body, limit: usize) {
     }
 }
 
+/// Counts every answer by status code (`reportstore_http_responses_total{status}`).
+async fn count_responses(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    metrics::counter!(
+        "reportstore_http_responses_total",
+        "status" => status_label(response.status())
+    )
+    .increment(1);
+    response
+}
+
+/// A static label for a status code, so counting allocates nothing.
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        409 => "409",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        code if code < 300 => "2xx",
+        code if code < 400 => "3xx",
+        code if code < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// The full router with middleware.
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.limits.request_timeout;
@@ -255,7 +293,12 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        // tower-http logs every 5xx at error level by default. A 503 is back-pressure (a full
+        // queue, a write sent to a follower), and under overload that is thousands of lines a
+        // second; 500s are logged with their cause where they happen (`problem.rs`). Answers
+        // are counted by status in `/metrics` instead.
+        .layer(TraceLayer::new_for_http().on_failure(()))
+        .layer(axum::middleware::from_fn(count_responses))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

@@ -47,6 +47,9 @@ pub struct IndexerConfig {
     pub batch_entries: usize,
     /// How often an idle indexer looks at the durable seq.
     pub idle_poll: Duration,
+    /// The nice value of the indexer thread and of tantivy's indexing workers (0: same
+    /// priority as ingest). See [`lower_thread_priority`] for the trade-off.
+    pub nice: i32,
 }
 
 impl Default for IndexerConfig {
@@ -58,6 +61,7 @@ impl Default for IndexerConfig {
             merge_threads: 1,
             batch_entries: 256,
             idle_poll: Duration::from_millis(10),
+            nice: DEFAULT_INDEXER_NICE,
         }
     }
 }
@@ -109,26 +113,31 @@ impl IndexerHandle {
     }
 }
 
-/// The nice value of the indexer thread (and of tantivy's indexing workers, which each commit
-/// starts afresh from this thread and which inherit it).
-const INDEXER_NICE: libc::c_int = 10;
+/// The default nice value of the indexer thread (and of tantivy's indexing workers, which each
+/// commit starts afresh from this thread and which inherit it).
+pub const DEFAULT_INDEXER_NICE: i32 = 10;
 
-/// Lowers the calling thread's CPU scheduling priority to [`INDEXER_NICE`].
+/// Lowers the calling thread's CPU scheduling priority to `nice` (nothing for 0).
 ///
 /// Indexing is background work that can always catch up (it replays the log from its last
 /// commit), while ingest holds clients waiting for their 201. On a small machine the indexer
 /// (sled reads, zstd, tokenizing ~10 KB of text per report) competes with ingest for the same
 /// cores; at nice 10 the kernel gives it about a tenth of a contended core's time, so
 /// under load ingest wins and the index lags, and when ingest is idle the indexer gets
-/// every spare cycle. A failure (e.g. a seccomp filter) is logged and ignored.
-fn lower_thread_priority() {
+/// every spare cycle. The trap: on a machine that is saturated for long stretches the index
+/// then lags by minutes; set it to 0 where search freshness matters more than peak ingest.
+/// A failure (e.g. a seccomp filter) is logged and ignored.
+fn lower_thread_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
     #[cfg(target_os = "linux")]
     {
         // On Linux, PRIO_PROCESS with a thread id sets that thread's nice value only.
         // SAFETY: gettid and setpriority take plain integers and touch no Rust memory.
         let result = unsafe {
             let thread_id = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, thread_id as libc::id_t, INDEXER_NICE)
+            libc::setpriority(libc::PRIO_PROCESS, thread_id as libc::id_t, nice)
         };
         if result != 0 {
             tracing::warn!(
@@ -217,7 +226,7 @@ impl Indexer {
         let thread = std::thread::Builder::new()
             .name("indexer".to_string())
             .spawn(move || {
-                lower_thread_priority();
+                lower_thread_priority(self.config.nice);
                 self.run(&store, &durable_seq, &stop_requested)
             })
             .map_err(|source| Error::Io {

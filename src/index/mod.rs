@@ -32,7 +32,7 @@ use tantivy::schema::Schema;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyError};
 
-pub use indexer::{Indexer, IndexerConfig, IndexerHandle};
+pub use indexer::{DEFAULT_INDEXER_NICE, Indexer, IndexerConfig, IndexerHandle};
 pub use query::{ExactField, SearchRequest, SortOrder};
 pub use schema::{IndexFields, SCHEMA_VERSION};
 pub use search::{SearchHit, SearchResponse};

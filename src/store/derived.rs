@@ -6,12 +6,14 @@
 //! | `S` + seq | [`ReportSummary`], binary: the cpanstats row of the report stored at that seq |
 //! | `s` + dist 0x00 version 0x00 seq | empty: index of summaries by release |
 //! | `r` + dist 0x00 version | [`ReleaseCounters`], binary: pass/fail/na/unknown by category, last change |
-//! | `c` + last-change seq + dist 0x00 version | empty: releases ordered by their last change |
+//! | `c` + last-change seq + dist 0x00 version | a copy of the `r` value (empty in stores written before it): releases ordered by their last change |
 //! | `a` + author 0x00 dist 0x00 version | empty: releases of a PAUSE author |
 //! | `t` + day (YYYYMMDD) 0x00 dimension 0x00 value | u64 BE: reports per day by grade, OS, perl |
 //!
 //! A release's `c` key moves (delete old, insert new) whenever its counters change, so
-//! `/v3/release?since=` reads exactly the releases changed after a sequence number.
+//! `/v3/release?since=` reads exactly the releases changed after a sequence number. The `c`
+//! row carries the counters too: the key is rewritten with every change anyway, and a
+//! `since` read then is one sequential scan instead of one random `r` lookup per release.
 //!
 //! The `S` and `r` values are compact binary records (a format byte, varints, length-prefixed
 //! strings; see [`ReportSummary::encode`], [`ReleaseCounters::encode`]), not JSON: a summary
@@ -597,11 +599,12 @@ impl DerivedGroup {
                     &counters.version,
                 ));
             }
+            let encoded = counters.encode();
             batch.insert(
                 release_changed_key(counters.last_seq, &counters.dist, &counters.version),
-                &[][..],
+                encoded.clone(),
             );
-            batch.insert(key, counters.encode());
+            batch.insert(key, encoded);
         }
         for (key, count) in self.stats {
             batch.insert(key, &count.to_be_bytes()[..]);
@@ -690,6 +693,54 @@ impl super::Store {
         decode_release(dist, version, &bytes).map(Some)
     }
 
+    /// Checks the `c` index against the `r` rows: each release has exactly one `c` row, at
+    /// its last-change seq, and a non-empty `c` value equals the `r` value. Problems are
+    /// appended to `problems`.
+    pub(crate) fn check_release_change_index(&self, problems: &mut Vec<String>) -> Result<()> {
+        let db = self.db();
+        let mut change_rows = 0usize;
+        for item in scan_prefix(db, vec![PREFIX_RELEASE_CHANGED]) {
+            let (key, value) = item.map_err(|e| Error::storage("scanning releases", e))?;
+            change_rows += 1;
+            let Some((dist, version)) = key.get(9..).and_then(split_release_name) else {
+                problems.push(format!(
+                    "release change row {:?} is malformed",
+                    key.as_ref()
+                ));
+                continue;
+            };
+            let seq = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
+            let Some(release_value) = db
+                .get(release_key(&dist, &version))
+                .map_err(|e| Error::storage("reading release", e))?
+            else {
+                problems.push(format!(
+                    "release {dist}/{version}: a change row at seq {seq} but no counters"
+                ));
+                continue;
+            };
+            let counters = decode_release(&dist, &version, &release_value)?;
+            if counters.last_seq != seq {
+                problems.push(format!(
+                    "release {dist}/{version}: change row at seq {seq} but last change at seq {}",
+                    counters.last_seq
+                ));
+            }
+            if !value.is_empty() && value != release_value {
+                problems.push(format!(
+                    "release {dist}/{version}: the change row's counters differ from the release row"
+                ));
+            }
+        }
+        let release_rows = scan_prefix(db, vec![PREFIX_RELEASE]).count();
+        if change_rows != release_rows {
+            problems.push(format!(
+                "{change_rows} release change rows but {release_rows} release rows"
+            ));
+        }
+        Ok(())
+    }
+
     /// Visits releases in `selection` whose last change has `seq >= since_seq`, in key order
     /// (or in change order when `selection` is `All` and `since_seq > 1`), until `visit`
     /// returns false. Streams: memory does not grow with the number of releases.
@@ -705,11 +756,17 @@ impl super::Store {
                 let mut start = vec![PREFIX_RELEASE_CHANGED];
                 start.extend_from_slice(&since_seq.to_be_bytes());
                 for item in db.range(start..vec![PREFIX_RELEASE_CHANGED + 1]) {
-                    let (key, _) = item.map_err(|e| Error::storage("scanning releases", e))?;
+                    let (key, value) = item.map_err(|e| Error::storage("scanning releases", e))?;
                     let Some((dist, version)) = split_release_name(&key[9..]) else {
                         continue;
                     };
-                    if let Some(counters) = self.release(&dist, &version)?
+                    let counters = if value.is_empty() {
+                        // Written before `c` rows carried the counters.
+                        self.release(&dist, &version)?
+                    } else {
+                        Some(decode_release(&dist, &version, &value)?)
+                    };
+                    if let Some(counters) = counters
                         && !visit(counters)?
                     {
                         return Ok(());
@@ -939,6 +996,100 @@ mod tests {
             osname: "linux".to_string(),
             osvers: "6.1.0".to_string(),
         }
+    }
+
+    /// Commits `rows` as one group the way the committer does.
+    fn commit_group(store: &super::super::Store, rows: &[ReportSummary]) {
+        let mut group = DerivedGroup::default();
+        let mut batch = sled::Batch::default();
+        for row in rows {
+            group.add_report(store.db(), &mut batch, row).unwrap();
+        }
+        group.finish(&mut batch).unwrap();
+        store.db().apply_batch(batch).unwrap();
+    }
+
+    #[test]
+    fn since_reads_counters_from_the_change_index_and_check_catches_drift() {
+        let directory = tempfile::tempdir().unwrap();
+        let store =
+            super::super::Store::open(directory.path(), &super::super::StoreConfig::default())
+                .unwrap();
+        let mut seq = 0;
+        for group_size in [3usize, 1, 4] {
+            let rows: Vec<ReportSummary> = (0..group_size)
+                .map(|index| {
+                    seq += 1;
+                    let mut row = summary();
+                    row.seq = seq;
+                    row.version = format!("1.{}", (seq + index as u64) % 3);
+                    row.path = None;
+                    row
+                })
+                .collect();
+            commit_group(&store, &rows);
+        }
+        let collect = |since_seq: u64| {
+            let mut seen = Vec::new();
+            store
+                .visit_releases(&ReleaseSelection::All, since_seq, &mut |counters| {
+                    seen.push(counters);
+                    Ok(true)
+                })
+                .unwrap();
+            seen
+        };
+        // The change index gives the same counters as the release rows, in change order.
+        let changed = collect(2);
+        assert_eq!(changed.len(), 3);
+        assert!(
+            changed
+                .windows(2)
+                .all(|pair| pair[0].last_seq < pair[1].last_seq)
+        );
+        for counters in &changed {
+            let stored = store
+                .release(&counters.dist, &counters.version)
+                .unwrap()
+                .unwrap();
+            assert_eq!(&stored, counters);
+        }
+        let mut problems = Vec::new();
+        store.check_release_change_index(&mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+
+        // A change row written before rows carried counters (empty) still reads.
+        let oldest = &changed[0];
+        let oldest_key = release_changed_key(oldest.last_seq, &oldest.dist, &oldest.version);
+        store.db().insert(&oldest_key, &[][..]).unwrap();
+        assert_eq!(collect(2), changed);
+        store.check_release_change_index(&mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+
+        // Counters that drifted from the release row, and a stale duplicate, are reported.
+        let mut drifted = oldest.clone();
+        drifted.by_perl[0][0][0] += 1;
+        store.db().insert(&oldest_key, drifted.encode()).unwrap();
+        store
+            .db()
+            .insert(
+                release_changed_key(oldest.last_seq - 1, &oldest.dist, &oldest.version),
+                &[][..],
+            )
+            .unwrap();
+        store.check_release_change_index(&mut problems).unwrap();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|problem| problem.contains("differ")));
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.contains("but last change"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.contains("4 release change rows but 3"))
+        );
     }
 
     #[test]

@@ -428,7 +428,7 @@ impl Store {
                 recount.len()
             ));
         }
-        Ok(())
+        self.check_release_change_index(&mut report.problems)
     }
 
     /// Checks one entry; for a report, returns the summary recomputed from its document.

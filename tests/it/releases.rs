@@ -429,6 +429,38 @@ async fn release_counters_summaries_and_since_match_the_documents() {
         .await
         .unwrap();
     assert!(metric_value(&after_text, "reportstore_reports_ingested_total{") >= before + 1.0);
+    // Answers are counted by status: the 201 just sent, and a 404 sent now.
+    assert!(
+        metric_value(
+            &after_text,
+            "reportstore_http_responses_total{status=\"201\"}"
+        ) >= 1.0
+    );
+    let missing = client
+        .get(format!(
+            "{base}/v3/report/00000000-0000-7000-8000-000000000000"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let counted_text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric_value(
+            &counted_text,
+            "reportstore_http_responses_total{status=\"404\"}"
+        ) > metric_value(
+            &after_text,
+            "reportstore_http_responses_total{status=\"404\"}"
+        )
+    );
     let response = client
         .get(format!("{base}/v3/release"))
         .header("if-none-match", &etag)

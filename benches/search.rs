@@ -226,6 +226,9 @@ struct QueryFigures {
     name: &'static str,
     total: u64,
     direct: Vec<Duration>,
+    /// The same query with the answer's other parts done by tantivy's own components: facet
+    /// counts as terms aggregations, and the page's stored documents read.
+    direct_full: Vec<Duration>,
     library: Vec<Duration>,
     http: Vec<Duration>,
 }
@@ -278,6 +281,41 @@ fn measure_in_process(
                 }
             }
         });
+        let direct_full = measure(iterations, || {
+            let searcher = search_index.searcher();
+            let aggregations =
+                AggregationCollector::from_aggs(facet_aggregations(), Default::default());
+            let page: Vec<tantivy::DocAddress> = match (limit, request.sort) {
+                (0, _) => {
+                    let _ = searcher
+                        .search(query.as_ref(), &(Count, aggregations))
+                        .expect("search");
+                    Vec::new()
+                }
+                (_, SortOrder::Relevance) => {
+                    let collector = (
+                        TopDocs::with_limit(limit).order_by_score(),
+                        Count,
+                        aggregations,
+                    );
+                    let (top, _, _) = searcher.search(query.as_ref(), &collector).expect("search");
+                    top.into_iter().map(|(_, address)| address).collect()
+                }
+                (_, SortOrder::Newest) => {
+                    let collector = (
+                        TopDocs::with_limit(limit)
+                            .order_by_fast_field::<DateTime>("created", Order::Desc),
+                        Count,
+                        aggregations,
+                    );
+                    let (top, _, _) = searcher.search(query.as_ref(), &collector).expect("search");
+                    top.into_iter().map(|(_, address)| address).collect()
+                }
+            };
+            for address in page {
+                let _: tantivy::TantivyDocument = searcher.doc(address).expect("doc");
+            }
+        });
         let mut total = 0;
         let library = measure(iterations, || {
             total = search_index.search(store, &request).expect("search").total;
@@ -286,6 +324,7 @@ fn measure_in_process(
             name,
             total,
             direct,
+            direct_full,
             library,
             http: Vec::new(),
         });
@@ -686,6 +725,22 @@ fn main() {
         })
         .map(|figure| figure.name)
         .collect();
+    let over_ratio_full: Vec<&str> = figures
+        .iter()
+        .filter(|figure| {
+            percentile(&figure.http, 0.99).as_secs_f64()
+                > 1.5 * percentile(&figure.direct_full, 0.99).as_secs_f64()
+        })
+        .map(|figure| figure.name)
+        .collect();
+    println!(
+        "http p99 within 1.5x of tantivy doing the same answer's parts (+facets): {}",
+        if over_ratio_full.is_empty() {
+            "met for every query".to_string()
+        } else {
+            format!("missed for {}", over_ratio_full.join(", "))
+        }
+    );
     println!(
         "\ntargets: filtered phrase http p99 {:.1} ms (< 50 ms: {}); http p99 within 1.5x of direct p99: {}; \
          freshness p99 {:.0} ms (< 1000 ms: {})",
@@ -715,35 +770,43 @@ fn main() {
 fn print_latencies(figures: &[QueryFigures], iterations: usize) {
     println!(
         "\nquery latency, {iterations} runs each (ms); direct = tantivy (TopDocs + Count, or Count + terms \
-         aggregations for facet-only); library = SearchIndex::search (facets, cursor, hits and snippets from sled); \
+         aggregations for facet-only); +facets = the same plus the four facets as tantivy terms aggregations and \
+         the page's stored documents; library = SearchIndex::search (facets, cursor, hits and snippets from sled); \
          http = GET /v3/search"
     );
     println!(
-        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12}",
         "query",
         "total",
         "direct50",
         "direct99",
+        "+facet50",
+        "+facet99",
         "lib50",
         "lib99",
         "http50",
         "http99",
-        "http99/dir99"
+        "http99/dir99",
+        "http99/+fac99"
     );
     for figure in figures {
         let direct_p99 = percentile(&figure.direct, 0.99);
         let http_p99 = percentile(&figure.http, 0.99);
+        let direct_full_p99 = percentile(&figure.direct_full, 0.99);
         println!(
-            "{:<30} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2}",
+            "{:<30} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>12.2}",
             figure.name,
             figure.total,
             milliseconds(percentile(&figure.direct, 0.5)),
             milliseconds(direct_p99),
+            milliseconds(percentile(&figure.direct_full, 0.5)),
+            milliseconds(direct_full_p99),
             milliseconds(percentile(&figure.library, 0.5)),
             milliseconds(percentile(&figure.library, 0.99)),
             milliseconds(percentile(&figure.http, 0.5)),
             milliseconds(http_p99),
             http_p99.as_secs_f64() / direct_p99.as_secs_f64().max(1e-9),
+            http_p99.as_secs_f64() / direct_full_p99.as_secs_f64().max(1e-9),
         );
     }
 }

@@ -87,6 +87,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    reportstore::server::configure_allocator();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match run(cli.command) {

@@ -2,26 +2,35 @@
 //! total, the facet counts and the top hits after the cursor (search-after).
 //!
 //! Doing it in one collector instead of `(TopDocs, Count, aggregations)` reads each document's
-//! `seq` once (the tie-breaker and the snapshot filter), keeps facet counts as plain per-segment
-//! arrays indexed by term ordinal (exact, never sampled per segment like a terms aggregation's
-//! shard size), and resolves only the ordinals that were hit to strings at the end.
+//! `seq` once (the tie-breaker and the snapshot filter) and keeps facet counts as plain
+//! per-segment arrays indexed by term ordinal (exact, never sampled per segment like a terms
+//! aggregation's shard size).
+//!
+//! Ordinals are per segment, so counts from different segments meet through [`FacetInterner`]:
+//! every facet value in the index gets a small id once, and each segment gets a table from its
+//! ordinals to those ids the first time it is searched. Merging the segments' counts is then
+//! integer work; only the values shown (the top 50 of a facet) become strings. Resolving every
+//! counted ordinal to a string per segment and merging by string cost more than the rest of a
+//! large search (a `dist` facet has thousands of values in each of a dozen segments).
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::{DateTime, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::index::SegmentId;
+use tantivy::{DateTime, DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
 use super::query::{SortKey, SortOrder};
 
 /// The facet fields, in the order of [`SearchFruit::facets`].
 pub const FACET_FIELDS: [&str; 4] = ["grade", "osname", "perl", "dist"];
 
-/// FNV-1a: facet values are short strings merged by the thousand per search, where the
-/// standard SipHash (built to resist collision attacks on untrusted keys) costs more than the
-/// merge itself. The keys here come from the index's own dictionaries.
+/// FNV-1a: facet value ids are merged by the thousand per search, where the standard SipHash
+/// (built to resist collision attacks on untrusted keys) costs more than the merge itself. The
+/// keys here are the interner's own ids.
 #[derive(Default)]
 struct FnvHasher(u64);
 
@@ -44,7 +53,127 @@ impl Hasher for FnvHasher {
     }
 }
 
-type FacetMap = HashMap<String, u64, BuildHasherDefault<FnvHasher>>;
+type FacetMap = HashMap<u32, u64, BuildHasherDefault<FnvHasher>>;
+
+/// An ordinal whose value could not be interned (never expected; counted nowhere).
+const NO_FACET_ID: u32 = u32::MAX;
+
+/// The facet values of one field, each with a stable small id.
+#[derive(Debug, Default)]
+pub struct InternedValues {
+    values: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl InternedValues {
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(id) = self.ids.get(value) {
+            return *id;
+        }
+        let Ok(id) = u32::try_from(self.values.len()) else {
+            return NO_FACET_ID;
+        };
+        self.values.push(value.to_string());
+        self.ids.insert(value.to_string(), id);
+        id
+    }
+
+    /// The value of `id` ("" for an unknown id).
+    pub fn value(&self, id: u32) -> &str {
+        self.values.get(id as usize).map_or("", String::as_str)
+    }
+}
+
+/// For one segment, per facet field: segment term ordinal -> interned id.
+#[derive(Debug)]
+pub struct SegmentFacetTables {
+    ids: Vec<Vec<u32>>,
+}
+
+/// Ids for every facet value of the index, and the per-segment ordinal tables (see the module
+/// docs). Values are only ever added: a value whose reports are all gone keeps its id, which
+/// costs a few bytes (the values are names of distributions, systems and perls).
+#[derive(Debug)]
+pub struct FacetInterner {
+    fields: Vec<RwLock<InternedValues>>,
+    segments: Mutex<HashMap<SegmentId, Arc<SegmentFacetTables>>>,
+}
+
+impl Default for FacetInterner {
+    fn default() -> Self {
+        FacetInterner {
+            fields: FACET_FIELDS
+                .iter()
+                .map(|_| RwLock::new(InternedValues::default()))
+                .collect(),
+            segments: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl FacetInterner {
+    /// The ordinal tables of `searcher`'s segments, by segment ordinal; built on first use of
+    /// a segment (one pass over its facet dictionaries).
+    pub fn tables_for(&self, searcher: &Searcher) -> tantivy::Result<Vec<Arc<SegmentFacetTables>>> {
+        let readers = searcher.segment_readers();
+        let mut cache = self
+            .segments
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tables = Vec::with_capacity(readers.len());
+        for reader in readers {
+            let segment_id = reader.segment_id();
+            if let Some(table) = cache.get(&segment_id) {
+                tables.push(Arc::clone(table));
+                continue;
+            }
+            let table = Arc::new(self.build_tables(reader)?);
+            cache.insert(segment_id, Arc::clone(&table));
+            tables.push(table);
+        }
+        // Merged-away segments: forget them once they clearly outnumber the live ones (a
+        // search on an older snapshot that still needs one rebuilds its table).
+        if cache.len() > 2 * readers.len() + 16 {
+            let live: HashSet<SegmentId> = readers.iter().map(SegmentReader::segment_id).collect();
+            cache.retain(|segment_id, _| live.contains(segment_id));
+        }
+        Ok(tables)
+    }
+
+    fn build_tables(&self, reader: &SegmentReader) -> tantivy::Result<SegmentFacetTables> {
+        let fast_fields = reader.fast_fields();
+        let mut ids = Vec::with_capacity(FACET_FIELDS.len());
+        for (field_index, field_name) in FACET_FIELDS.iter().enumerate() {
+            let mut field_ids = Vec::new();
+            if let Some(column) = fast_fields.str(field_name)? {
+                let dictionary = column.dictionary();
+                field_ids.reserve(dictionary.num_terms());
+                let mut values = self.fields[field_index]
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut stream = dictionary.stream()?;
+                while stream.advance() {
+                    let ordinal = stream.term_ord() as usize;
+                    if ordinal > field_ids.len() {
+                        field_ids.resize(ordinal, NO_FACET_ID);
+                    }
+                    let id = values.intern(&String::from_utf8_lossy(stream.key()));
+                    field_ids.push(id);
+                }
+            }
+            ids.push(field_ids);
+        }
+        Ok(SegmentFacetTables { ids })
+    }
+
+    /// Runs `read` with the interned values of facet field `field_index`.
+    pub fn with_values<T>(&self, field_index: usize, read: impl FnOnce(&InternedValues) -> T) -> T {
+        let values = self.fields[field_index]
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        read(&values)
+    }
+}
 
 /// What the search collects.
 pub struct SearchCollector {
@@ -56,8 +185,8 @@ pub struct SearchCollector {
     pub after: Option<SortKey>,
     /// Documents with a higher seq are ignored entirely (arrived after the first page).
     pub snapshot_seq: u64,
-    /// Whether to count facets.
-    pub with_facets: bool,
+    /// [`FacetInterner::tables_for`] the searcher; empty: facets are not counted.
+    pub facet_tables: Vec<Arc<SegmentFacetTables>>,
 }
 
 /// The result of a [`SearchCollector`].
@@ -69,8 +198,9 @@ pub struct SearchFruit {
     pub after_cursor: u64,
     /// The best `keep` hits after the cursor, best first.
     pub top: Vec<(SortKey, DocAddress)>,
-    /// Per facet field (see [`FACET_FIELDS`]): every value with its count, unordered.
-    pub facets: Vec<Vec<(String, u64)>>,
+    /// Per facet field (see [`FACET_FIELDS`]): every value (its [`FacetInterner`] id) with
+    /// its count, unordered. Empty when facets were not counted.
+    pub facets: Vec<Vec<(u32, u64)>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +236,7 @@ pub struct SearchSegmentCollector {
     seq_column: Column<u64>,
     created_column: Column<DateTime>,
     facet_columns: Vec<Option<StrColumn>>,
+    facet_tables: Option<Arc<SegmentFacetTables>>,
     facet_counts: Vec<Vec<u32>>,
     /// A min-heap of the best hits so far: its top is the worst kept hit.
     best: BinaryHeap<Reverse<RankedDoc>>,
@@ -121,7 +252,7 @@ pub struct SegmentFruit {
     total: u64,
     after_cursor: u64,
     top: Vec<(SortKey, DocAddress)>,
-    facets: Vec<Vec<(String, u64)>>,
+    facets: Vec<Vec<(u32, u64)>>,
 }
 
 impl Collector for SearchCollector {
@@ -134,10 +265,11 @@ impl Collector for SearchCollector {
         segment: &SegmentReader,
     ) -> tantivy::Result<SearchSegmentCollector> {
         let fast_fields = segment.fast_fields();
+        let facet_tables = self.facet_tables.get(segment_ord as usize).cloned();
         let mut facet_columns = Vec::with_capacity(FACET_FIELDS.len());
         let mut facet_counts = Vec::with_capacity(FACET_FIELDS.len());
         for field_name in FACET_FIELDS {
-            let column = if self.with_facets {
+            let column = if facet_tables.is_some() {
                 fast_fields.str(field_name)?
             } else {
                 None
@@ -159,6 +291,7 @@ impl Collector for SearchCollector {
             seq_column: fast_fields.u64("seq")?,
             created_column: fast_fields.date("created")?,
             facet_columns,
+            facet_tables,
             facet_counts,
             best: BinaryHeap::with_capacity(self.keep + 1),
             seq_buffer: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
@@ -322,31 +455,20 @@ impl SegmentCollector for SearchSegmentCollector {
             .map(|Reverse(ranked)| (ranked.key, DocAddress::new(segment_ord, ranked.doc)))
             .collect();
         let mut facets = Vec::with_capacity(self.facet_counts.len());
-        for (column, counts) in self.facet_columns.iter().zip(&self.facet_counts) {
-            let mut values = Vec::new();
-            if let Some(column) = column {
-                let hit_ordinals: Vec<u64> = counts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, count)| **count > 0)
-                    .map(|(ordinal, _)| ordinal as u64)
-                    .collect();
-                let mut next_count = hit_ordinals.iter().map(|ordinal| counts[*ordinal as usize]);
-                let resolved =
-                    column
-                        .dictionary()
-                        .sorted_ords_to_term_cb(&hit_ordinals, |term_bytes| {
-                            let count = next_count.next().unwrap_or(0);
-                            values.push((
-                                String::from_utf8_lossy(term_bytes).into_owned(),
-                                u64::from(count),
-                            ));
-                        });
-                if !matches!(resolved, Ok(true)) {
-                    tracing::warn!(segment_ord, "facet ordinals could not all be resolved");
+        if let Some(tables) = &self.facet_tables {
+            for (counts, ids) in self.facet_counts.iter().zip(&tables.ids) {
+                let mut values = Vec::new();
+                for (ordinal, count) in counts.iter().enumerate() {
+                    if *count == 0 {
+                        continue;
+                    }
+                    match ids.get(ordinal) {
+                        Some(id) if *id != NO_FACET_ID => values.push((*id, u64::from(*count))),
+                        _ => tracing::warn!(segment_ord, ordinal, "a facet ordinal has no value"),
+                    }
                 }
+                facets.push(values);
             }
-            facets.push(values);
         }
         SegmentFruit {
             total: self.total,
@@ -354,5 +476,107 @@ impl SegmentCollector for SearchSegmentCollector {
             top,
             facets,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::query::AllQuery;
+    use tantivy::schema::{FAST, STRING, Schema};
+    use tantivy::{Index, TantivyDocument};
+
+    use super::*;
+
+    /// Three segments whose dictionaries share some values and not others: the merged counts
+    /// are per value, whatever each segment's ordinals are.
+    #[test]
+    fn facet_counts_merge_across_segments_by_value() {
+        let mut builder = Schema::builder();
+        let seq = builder.add_u64_field("seq", FAST);
+        let created = builder.add_date_field("created", FAST);
+        let facet_fields: Vec<_> = FACET_FIELDS
+            .iter()
+            .map(|name| builder.add_text_field(name, STRING | FAST))
+            .collect();
+        let index = Index::create_in_ram(builder.build());
+        let mut writer: tantivy::IndexWriter =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let segments: [&[(&str, &str)]; 3] = [
+            &[("pass", "Acme-B"), ("fail", "Acme-A"), ("pass", "Acme-A")],
+            &[("pass", "Zed"), ("na", "Acme-A")],
+            &[("unknown", "Acme-C"), ("pass", "Acme-B")],
+        ];
+        let mut next_seq = 0u64;
+        for documents in segments {
+            for (grade, dist) in documents {
+                next_seq += 1;
+                let mut document = TantivyDocument::default();
+                document.add_u64(seq, next_seq);
+                document.add_date(
+                    created,
+                    tantivy::DateTime::from_timestamp_secs(next_seq as i64),
+                );
+                for (field, value) in facet_fields.iter().zip([*grade, "linux", "5.40.0", *dist]) {
+                    document.add_text(*field, value);
+                }
+                writer.add_document(document).unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.segment_readers().len(), 3);
+        let interner = FacetInterner::default();
+        let search = |snapshot_seq: u64| {
+            let collector = SearchCollector {
+                sort: SortOrder::Newest,
+                keep: 2,
+                after: None,
+                snapshot_seq,
+                facet_tables: interner.tables_for(&searcher).unwrap(),
+            };
+            let fruit = searcher.search(&AllQuery, &collector).unwrap();
+            let facets: Vec<std::collections::BTreeMap<String, u64>> = fruit
+                .facets
+                .iter()
+                .enumerate()
+                .map(|(field_index, counts)| {
+                    interner.with_values(field_index, |values| {
+                        counts
+                            .iter()
+                            .map(|(id, count)| (values.value(*id).to_string(), *count))
+                            .collect()
+                    })
+                })
+                .collect();
+            (fruit.total, facets)
+        };
+        let (total, facets) = search(u64::MAX);
+        assert_eq!(total, 7);
+        let expected_grades = [("fail", 1), ("na", 1), ("pass", 4), ("unknown", 1)];
+        let expected_dists = [("Acme-A", 3), ("Acme-B", 2), ("Acme-C", 1), ("Zed", 1)];
+        let as_map = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(value, count)| (value.to_string(), *count))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert_eq!(facets[0], as_map(&expected_grades));
+        assert_eq!(facets[1], as_map(&[("linux", 7)]));
+        assert_eq!(facets[3], as_map(&expected_dists));
+        // The tables are cached per segment and the snapshot filter applies to facets too.
+        let (total, facets) = search(3);
+        assert_eq!(total, 3);
+        assert_eq!(facets[3], as_map(&[("Acme-A", 2), ("Acme-B", 1)]));
+        // Without tables, nothing is counted.
+        let collector = SearchCollector {
+            sort: SortOrder::Newest,
+            keep: 1,
+            after: None,
+            snapshot_seq: u64::MAX,
+            facet_tables: Vec::new(),
+        };
+        let fruit = searcher.search(&AllQuery, &collector).unwrap();
+        assert_eq!(fruit.total, 7);
+        assert!(fruit.facets.iter().all(Vec::is_empty));
     }
 }

@@ -112,6 +112,8 @@ pub(crate) struct SharedIndex {
     /// Searches running at once: each one keeps a core busy, so more would only queue
     /// inside the blocking pool.
     pub search_permits: Arc<tokio::sync::Semaphore>,
+    /// Facet value ids and per-segment ordinal tables (see `collector`).
+    pub facet_interner: collector::FacetInterner,
 }
 
 /// The search side of the index: cheap to clone, safe to share between requests. Searches
@@ -276,6 +278,7 @@ impl SearchIndex {
             path: directory.to_path_buf(),
             progress: IndexProgress::default(),
             search_permits: Arc::new(tokio::sync::Semaphore::new(concurrent_searches())),
+            facet_interner: collector::FacetInterner::default(),
         };
         shared
             .progress

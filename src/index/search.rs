@@ -500,25 +500,36 @@ impl HitMaker<'_> {
     }
 }
 
-fn top_facet_values(counts: Vec<(String, u64)>) -> FacetCounts {
-    let mut values: Vec<FacetValue> = counts
-        .into_iter()
-        .filter(|(_, count)| *count > 0)
-        .map(|(value, count)| FacetValue { value, count })
-        .collect();
-    values.sort_by(|left, right| {
+/// The most frequent [`FACET_VALUES_LIMIT`] values (ties by value), and the sum of the rest.
+/// Only the values shown are copied into strings.
+fn top_facet_values<S: AsRef<str>>(counts: Vec<(S, u64)>) -> FacetCounts {
+    let mut values: Vec<(S, u64)> = counts.into_iter().filter(|(_, count)| *count > 0).collect();
+    let order = |left: &(S, u64), right: &(S, u64)| {
         right
-            .count
-            .cmp(&left.count)
-            .then_with(|| left.value.cmp(&right.value))
-    });
-    let other = values
-        .iter()
-        .skip(FACET_VALUES_LIMIT)
-        .map(|value| value.count)
-        .sum();
-    values.truncate(FACET_VALUES_LIMIT);
-    FacetCounts { values, other }
+            .1
+            .cmp(&left.1)
+            .then_with(|| left.0.as_ref().cmp(right.0.as_ref()))
+    };
+    let mut other = 0;
+    if values.len() > FACET_VALUES_LIMIT {
+        values.select_nth_unstable_by(FACET_VALUES_LIMIT, order);
+        other = values[FACET_VALUES_LIMIT..]
+            .iter()
+            .map(|(_, count)| count)
+            .sum();
+        values.truncate(FACET_VALUES_LIMIT);
+    }
+    values.sort_by(order);
+    FacetCounts {
+        values: values
+            .into_iter()
+            .map(|(value, count)| FacetValue {
+                value: value.as_ref().to_string(),
+                count,
+            })
+            .collect(),
+        other,
+    }
 }
 
 impl SearchIndex {
@@ -534,12 +545,16 @@ impl SearchIndex {
         // The seq is read before the searcher: the snapshot may hold more, never less.
         let searcher = self.searcher();
         let query = request.to_query(&fields);
+        let interner = &self.shared.facet_interner;
+        let facet_tables = interner
+            .tables_for(&searcher)
+            .map_err(index_error("reading the facet dictionaries"))?;
         let collector = SearchCollector {
             sort: request.sort,
             keep: request.offset + request.limit,
             after: request.cursor.as_ref().map(|cursor| cursor.after),
             snapshot_seq,
-            with_facets: true,
+            facet_tables,
         };
         let fruit = searcher
             .search(query.as_ref(), &collector)
@@ -568,13 +583,18 @@ impl SearchIndex {
             _ => None,
         };
         let mut facets = BTreeMap::new();
-        let mut facet_lists: HashMap<&'static str, Vec<(String, u64)>> =
-            FACET_FIELDS.into_iter().zip(fruit.facets).collect();
-        for field_name in FACET_FIELDS {
-            facets.insert(
-                field_name,
-                top_facet_values(facet_lists.remove(field_name).unwrap_or_default()),
-            );
+        let mut counted = fruit.facets.into_iter();
+        for (field_index, field_name) in FACET_FIELDS.into_iter().enumerate() {
+            let counts = counted.next().unwrap_or_default();
+            let top = interner.with_values(field_index, |values| {
+                top_facet_values(
+                    counts
+                        .into_iter()
+                        .map(|(id, count)| (values.value(id), count))
+                        .collect(),
+                )
+            });
+            facets.insert(field_name, top);
         }
         let took = started.elapsed();
         metrics::histogram!("reportstore_search_seconds").record(took.as_secs_f64());

@@ -9,6 +9,12 @@
 //! Sizes come from the environment: `BENCH_REPORTS` per throughput phase (default 20000),
 //! `BENCH_RATE_SECS` (default 20), `BENCH_CLIENTS` (default 32), `BENCH_RATE` (default 1000).
 //! Every 201 is a report fsync'd on disk: the server acknowledges only after `flush()`.
+//! `BENCH_BREAKDOWN=1` adds the store's logical bytes per key prefix against sled's files.
+//!
+//! Other modes (`BENCH_MODE=`): `cpu` (per-stage CPU of preparing a report), `zstd` (frame size
+//! by level and dictionary), `store` (the committer alone, no HTTP), `breakdown`
+//! (`BENCH_STORE=<dir>`: the breakdown of a kept store), `sled` (bare sled's space for the
+//! store's write patterns).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -608,6 +614,77 @@ fn store_experiment(count: usize, clients: usize) {
     }
 }
 
+/// `BENCH_MODE=sled`: how much disk bare sled 0.34 takes for write patterns like the store's,
+/// without any reportstore code: `BENCH_REPORTS` values of 700–1,400 random bytes (about a
+/// compressed report) appended in key order, in groups of 13 per `apply_batch` + `flush` (the
+/// committer's mean group under 32 clients), then the same with one small row per value in a
+/// random place (like an index by release), then with values under random keys.
+fn sled_space_experiment(count: usize) {
+    struct Xorshift(u64);
+    impl Xorshift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+    let base = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("reportstore-sled-{}", std::process::id()));
+    for pattern in [
+        "values in key order",
+        "plus a small row in a random place",
+        "values under random keys",
+    ] {
+        let _ = std::fs::remove_dir_all(&base);
+        let db = sled::Config::new()
+            .path(&base)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .expect("open sled");
+        let mut random = Xorshift(0x1234_5678);
+        let mut logical = 0u64;
+        let mut seq = 0u64;
+        let started = Instant::now();
+        while seq < count as u64 {
+            let mut batch = sled::Batch::default();
+            for _ in 0..13 {
+                seq += 1;
+                let length = 700 + (random.next() % 700) as usize;
+                let value: Vec<u8> = (0..length).map(|_| random.next() as u8).collect();
+                let mut key = vec![b'd'];
+                if pattern == "values under random keys" {
+                    key.extend_from_slice(&random.next().to_be_bytes());
+                }
+                key.extend_from_slice(&seq.to_be_bytes());
+                logical += (key.len() + value.len()) as u64;
+                batch.insert(key, value);
+                if pattern == "plus a small row in a random place" {
+                    let mut index_key = vec![b's'];
+                    index_key.extend_from_slice(&(random.next() % 5000).to_be_bytes());
+                    index_key.extend_from_slice(&seq.to_be_bytes());
+                    logical += index_key.len() as u64;
+                    batch.insert(index_key, &[][..]);
+                }
+            }
+            batch.insert(&b"m/last_seq"[..], &seq.to_be_bytes()[..]);
+            db.apply_batch(batch).expect("apply");
+            db.flush().expect("flush");
+        }
+        let elapsed = started.elapsed();
+        drop(db);
+        let on_disk = directory_bytes(&base);
+        println!(
+            "bare sled, {pattern}: {count} values in {:.1} s; {logical} B written as rows, {on_disk} B of files = {:.2} x",
+            elapsed.as_secs_f64(),
+            on_disk as f64 / logical as f64
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// `BENCH_MODE=zstd`: document frame size and compression time by zstd level with the shipped
 /// dictionary (and, with `BENCH_DICTIONARY=<file>`, with another one), on canonical documents.
 fn zstd_levels(count: usize) {
@@ -746,6 +823,10 @@ fn main() {
     match std::env::var("BENCH_MODE").as_deref() {
         Ok("cpu") => {
             cpu_microbenchmark(env_number("BENCH_REPORTS", 2000));
+            return;
+        }
+        Ok("sled") => {
+            sled_space_experiment(env_number("BENCH_REPORTS", 100_000));
             return;
         }
         Ok("zstd") => {

@@ -243,6 +243,9 @@ pub struct SearchSegmentCollector {
     seq_buffer: Vec<Option<u64>>,
     created_buffer: Vec<Option<DateTime>>,
     ordinal_buffers: Vec<Vec<Option<u64>>>,
+    /// Scored documents waiting to be collected as a block (see `collect`).
+    pending_docs: Vec<DocId>,
+    pending_scores: Vec<Score>,
     total: u64,
     after_cursor: u64,
 }
@@ -300,6 +303,8 @@ impl Collector for SearchCollector {
                 Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN);
                 FACET_FIELDS.len()
             ],
+            pending_docs: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
+            pending_scores: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
             total: 0,
             after_cursor: 0,
         })
@@ -355,55 +360,23 @@ fn created_seconds(created: Option<DateTime>) -> f64 {
 }
 
 impl SearchSegmentCollector {
-    /// Keeps `doc` if it ranks after the cursor and among the best so far.
-    fn rank(&mut self, doc: DocId, key: SortKey) {
-        if let Some(after) = &self.after
-            && key.rank_cmp(after) != Ordering::Less
-        {
+    /// Collects the buffered scored documents.
+    fn flush_pending(&mut self) {
+        if self.pending_docs.is_empty() {
             return;
         }
-        self.after_cursor += 1;
-        if self.keep == 0 {
-            return;
-        }
-        let candidate = RankedDoc { key, doc };
-        if self.best.len() < self.keep {
-            self.best.push(Reverse(candidate));
-            return;
-        }
-        if let Some(mut worst) = self.best.peek_mut()
-            && candidate > worst.0
-        {
-            *worst = Reverse(candidate);
-        }
-    }
-}
-
-impl SegmentCollector for SearchSegmentCollector {
-    type Fruit = SegmentFruit;
-
-    fn collect(&mut self, doc: DocId, score: Score) {
-        let seq = self.seq_column.first(doc).unwrap_or(0);
-        if seq > self.snapshot_seq {
-            return;
-        }
-        self.total += 1;
-        for (column, counts) in self.facet_columns.iter().zip(self.facet_counts.iter_mut()) {
-            let Some(column) = column else { continue };
-            if let Some(ordinal) = column.ords().first(doc) {
-                count_ordinal(counts, ordinal);
-            }
-        }
-        let primary = match self.sort {
-            SortOrder::Relevance => f64::from(score),
-            SortOrder::Newest => created_seconds(self.created_column.first(doc)),
-        };
-        self.rank(doc, SortKey { primary, seq });
+        let docs = std::mem::take(&mut self.pending_docs);
+        let scores = std::mem::take(&mut self.pending_scores);
+        self.collect_docs(&docs, Some(&scores));
+        self.pending_docs = docs;
+        self.pending_docs.clear();
+        self.pending_scores = scores;
+        self.pending_scores.clear();
     }
 
-    /// Without scores (newest first), tantivy hands over blocks of documents: their columns
-    /// are read in batches.
-    fn collect_block(&mut self, docs: &[DocId]) {
+    /// Counts, filters and ranks a block of documents (with their scores when sorting by
+    /// relevance), reading each column once for the block.
+    fn collect_docs(&mut self, docs: &[DocId], scores: Option<&[Score]>) {
         let block_length = docs.len();
         self.seq_buffer.resize(block_length, None);
         self.seq_column
@@ -438,16 +411,59 @@ impl SegmentCollector for SearchSegmentCollector {
                 continue;
             }
             self.total += 1;
-            let primary = if newest_first {
-                created_seconds(self.created_buffer[index])
-            } else {
-                0.0
+            let primary = match scores {
+                _ if newest_first => created_seconds(self.created_buffer[index]),
+                Some(scores) => f64::from(scores[index]),
+                None => 0.0,
             };
             self.rank(*doc, SortKey { primary, seq });
         }
     }
 
-    fn harvest(self) -> SegmentFruit {
+    /// Keeps `doc` if it ranks after the cursor and among the best so far.
+    fn rank(&mut self, doc: DocId, key: SortKey) {
+        if let Some(after) = &self.after
+            && key.rank_cmp(after) != Ordering::Less
+        {
+            return;
+        }
+        self.after_cursor += 1;
+        if self.keep == 0 {
+            return;
+        }
+        let candidate = RankedDoc { key, doc };
+        if self.best.len() < self.keep {
+            self.best.push(Reverse(candidate));
+            return;
+        }
+        if let Some(mut worst) = self.best.peek_mut()
+            && candidate > worst.0
+        {
+            *worst = Reverse(candidate);
+        }
+    }
+}
+
+impl SegmentCollector for SearchSegmentCollector {
+    type Fruit = SegmentFruit;
+
+    /// Scored documents come one at a time; they are buffered so that their columns are read
+    /// in batches too (a per-document column read costs several times more).
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.pending_docs.push(doc);
+        self.pending_scores.push(score);
+        if self.pending_docs.len() >= tantivy::COLLECT_BLOCK_BUFFER_LEN {
+            self.flush_pending();
+        }
+    }
+
+    /// Without scores (newest first), tantivy hands over blocks of documents.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        self.collect_docs(docs, None);
+    }
+
+    fn harvest(mut self) -> SegmentFruit {
+        self.flush_pending();
         let segment_ord = self.segment_ord;
         let top = self
             .best
@@ -526,9 +542,9 @@ mod tests {
         let searcher = index.reader().unwrap().searcher();
         assert_eq!(searcher.segment_readers().len(), 3);
         let interner = FacetInterner::default();
-        let search = |snapshot_seq: u64| {
+        let search = |snapshot_seq: u64, sort: SortOrder| {
             let collector = SearchCollector {
-                sort: SortOrder::Newest,
+                sort,
                 keep: 2,
                 after: None,
                 snapshot_seq,
@@ -550,8 +566,13 @@ mod tests {
                 .collect();
             (fruit.total, facets)
         };
-        let (total, facets) = search(u64::MAX);
+        let (total, facets) = search(u64::MAX, SortOrder::Newest);
         assert_eq!(total, 7);
+        // Scored documents arrive one by one and are collected in blocks: same counts.
+        assert_eq!(
+            search(u64::MAX, SortOrder::Relevance),
+            (total, facets.clone())
+        );
         let expected_grades = [("fail", 1), ("na", 1), ("pass", 4), ("unknown", 1)];
         let expected_dists = [("Acme-A", 3), ("Acme-B", 2), ("Acme-C", 1), ("Zed", 1)];
         let as_map = |pairs: &[(&str, u64)]| {
@@ -564,7 +585,8 @@ mod tests {
         assert_eq!(facets[1], as_map(&[("linux", 7)]));
         assert_eq!(facets[3], as_map(&expected_dists));
         // The tables are cached per segment and the snapshot filter applies to facets too.
-        let (total, facets) = search(3);
+        let (total, facets) = search(3, SortOrder::Newest);
+        assert_eq!(search(3, SortOrder::Relevance), (total, facets.clone()));
         assert_eq!(total, 3);
         assert_eq!(facets[3], as_map(&[("Acme-A", 2), ("Acme-B", 1)]));
         // Without tables, nothing is counted.

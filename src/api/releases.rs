@@ -348,6 +348,42 @@ async fn current_etag(state: &AppState, uri: &Uri) -> Result<String> {
     Ok(aggregate_etag(last_seq, uri))
 }
 
+/// The ETag of the current `last_seq` for `uri`, and the 304 to answer when the client
+/// already holds it (`If-None-Match`).
+async fn etag_or_not_modified(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(String, Option<Response>)> {
+    let etag = current_etag(state, uri).await?;
+    if not_modified(headers, &etag) {
+        let response = with_cache_headers(StatusCode::NOT_MODIFIED.into_response(), &etag);
+        return Ok((etag, Some(response)));
+    }
+    Ok((etag, None))
+}
+
+/// The conditional GET every aggregate list shares: the ETag of the current `last_seq`, 304
+/// when the client holds it, otherwise the items `produce` visits, streamed as a JSON array,
+/// with the cache headers.
+async fn cached_list<T, P>(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    produce: P,
+) -> Result<Response, ApiError>
+where
+    T: Serialize,
+    P: FnOnce(&Store, &mut dyn FnMut(&T) -> Result<bool>) -> Result<()> + Send + 'static,
+{
+    let (etag, not_modified) = etag_or_not_modified(state, uri, headers).await?;
+    if let Some(response) = not_modified {
+        return Ok(response);
+    }
+    let response = stream_json_array(state.store.clone(), produce).await?;
+    Ok(with_cache_headers(response, &etag))
+}
+
 async fn release_list(
     state: AppState,
     uri: Uri,
@@ -359,14 +395,7 @@ async fn release_list(
     let limit = parameters.limit()?.unwrap_or(usize::MAX);
     let maturity = parameters.maturity("maturity")?;
     let since_seq = since_seq(&state, &parameters).await?;
-    let etag = current_etag(&state, &uri).await?;
-    if not_modified(&headers, &etag) {
-        return Ok(with_cache_headers(
-            StatusCode::NOT_MODIFIED.into_response(),
-            &etag,
-        ));
-    }
-    let response = stream_json_array(state.store.clone(), move |store, emit| {
+    cached_list(&state, &uri, &headers, move |store, emit| {
         let mut remaining = limit;
         store.visit_releases(&selection, since_seq, &mut |counters| {
             let wanted = match maturity {
@@ -384,8 +413,7 @@ async fn release_list(
             Ok(remaining > 0)
         })
     })
-    .await?;
-    Ok(with_cache_headers(response, &etag))
+    .await
 }
 
 /// `GET /v3/release`: every release (the MetaCPAN bulk feed); `since` reads only the
@@ -440,12 +468,9 @@ pub async fn one_release(
     parameters.limit()?;
     let maturity = parameters.maturity("maturity")?;
     let since_seq = since_seq(&state, &parameters).await?;
-    let etag = current_etag(&state, &uri).await?;
-    if not_modified(&headers, &etag) {
-        return Ok(with_cache_headers(
-            StatusCode::NOT_MODIFIED.into_response(),
-            &etag,
-        ));
+    let (etag, not_modified) = etag_or_not_modified(&state, &uri, &headers).await?;
+    if let Some(response) = not_modified {
+        return Ok(response);
     }
     let store = state.store.clone();
     let counters = blocking(move || store.release(&dist, &version)).await?;
@@ -496,14 +521,7 @@ async fn summary_list(
         return Err(Error::invalid("at least one of perl or osname is required", "/").into());
     }
     let since_seq = since_seq(&state, &parameters).await?;
-    let etag = current_etag(&state, &uri).await?;
-    if not_modified(&headers, &etag) {
-        return Ok(with_cache_headers(
-            StatusCode::NOT_MODIFIED.into_response(),
-            &etag,
-        ));
-    }
-    let response = stream_json_array(state.store.clone(), move |store, emit| {
+    cached_list(&state, &uri, &headers, move |store, emit| {
         let mut remaining = limit;
         store.visit_summaries(&selection, since_seq, &mut |summary| {
             if grade.as_ref().is_some_and(|grade| *grade != summary.grade)
@@ -525,8 +543,7 @@ async fn summary_list(
             Ok(remaining > 0)
         })
     })
-    .await?;
-    Ok(with_cache_headers(response, &etag))
+    .await
 }
 
 /// `GET /v3/summary`: needs `perl` or `osname`.
@@ -600,12 +617,9 @@ pub async fn tail_log(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let etag = current_etag(&state, &uri).await?;
-    if not_modified(&headers, &etag) {
-        return Ok(with_cache_headers(
-            StatusCode::NOT_MODIFIED.into_response(),
-            &etag,
-        ));
+    let (etag, not_modified) = etag_or_not_modified(&state, &uri, &headers).await?;
+    if let Some(response) = not_modified {
+        return Ok(response);
     }
     let store = state.store.clone();
     let text = blocking(move || {
@@ -671,12 +685,9 @@ pub async fn stats(
     };
     let first_day = day_parameter("since", "1970-01-01")?;
     let last_day = day_parameter("until", "9999-12-31")?;
-    let etag = current_etag(&state, &uri).await?;
-    if not_modified(&headers, &etag) {
-        return Ok(with_cache_headers(
-            StatusCode::NOT_MODIFIED.into_response(),
-            &etag,
-        ));
+    let (etag, not_modified) = etag_or_not_modified(&state, &uri, &headers).await?;
+    if let Some(response) = not_modified {
+        return Ok(response);
     }
     let store = state.store.clone();
     let rows = blocking(move || store.daily_stats(&first_day, &last_day)).await?;

@@ -17,55 +17,20 @@
 //! store's write patterns).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reportstore::generator::{ReportGenerator, metabase_register_body};
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
-struct Server {
-    child: Child,
-    base_url: String,
-    data_dir: PathBuf,
-}
+use common::{env_number, percentile};
+
+/// The server under test (`common::ServerProcess`), with what this benchmark reads of it.
+type Server = common::ServerProcess;
 
 impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let ready = data_dir.join("ready.addr");
-        let child = Command::new(env!("CARGO_BIN_EXE_reportstore"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("REPORTSTORE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start reportstore");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let base_url = loop {
-            if let Ok(address) = std::fs::read_to_string(&ready) {
-                break format!("http://{address}");
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Server {
-            child,
-            base_url,
-            data_dir: data_dir.to_path_buf(),
-        }
-    }
-
     fn peak_rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -113,14 +78,6 @@ impl Server {
     fn cpu_seconds(&self) -> f64 {
         process_cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 struct MemorySampler {
@@ -138,17 +95,6 @@ impl MemorySampler {
             self.peaks[0].load(Ordering::Relaxed),
             self.peaks[1].load(Ordering::Relaxed),
         )
-    }
-}
-
-impl Drop for Server {
-    /// A benchmark that panics must not leave its server running (and eating the CPU the next
-    /// run measures).
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -272,14 +218,6 @@ struct Prepared {
     url_path: &'static str,
     body: Arc<Vec<u8>>,
     authorization: Option<String>,
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index]
 }
 
 async fn send(client: &reqwest::Client, base: &str, request: &Prepared) -> Duration {
@@ -927,7 +865,7 @@ fn main() {
     let data_dir = base_directory.join(format!("reportstore-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).unwrap();
-    let server = Server::start(&data_dir);
+    let server = Server::start(&data_dir, &[], Duration::from_secs(30));
     let memory = server.memory_sampler();
     let base = server.base_url.clone();
     println!("server on {base}, data in {}", server.data_dir.display());

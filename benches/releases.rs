@@ -13,7 +13,6 @@
 //!    the query is timed `BENCH_SINCE_QUERIES` times (p50/p99).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,12 +22,9 @@ use reportstore::ingest::v3::{V3Validator, prepare_v3_report};
 use reportstore::store::committer::{self, CommitterConfig, PreparedReport};
 use reportstore::store::{Protocol, Store, StoreConfig};
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::{ServerProcess, env_number, percentile};
 
 fn rss_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -129,50 +125,6 @@ fn build_store(data_dir: &std::path::Path, count: usize) -> Duration {
     started.elapsed()
 }
 
-struct Server {
-    child: Child,
-    base_url: String,
-}
-
-fn start_server(data_dir: &std::path::Path) -> Server {
-    let ready = data_dir.join("ready.addr");
-    let _ = std::fs::remove_file(&ready);
-    let child = Command::new(env!("CARGO_BIN_EXE_reportstore"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("REPORTSTORE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start reportstore");
-    let mut child = child;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Ok(address) = std::fs::read_to_string(&ready) {
-            return Server {
-                child,
-                base_url: format!("http://{address}"),
-            };
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
-}
-
 fn main() {
     if !std::env::args().any(|argument| argument == "--bench") {
         return;
@@ -196,9 +148,10 @@ fn main() {
         count as f64 / build_time.as_secs_f64()
     );
 
-    let server = start_server(&data_dir);
+    // Opening a store of a million reports takes a while.
+    let server = ServerProcess::start(&data_dir, &[], Duration::from_secs(300));
     let base = server.base_url.clone();
-    let pid = server.child.id();
+    let pid = server.pid();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -309,12 +262,7 @@ fn main() {
             percentile(&latencies, 0.99).as_secs_f64() * 1e3
         );
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    let mut child = server.child;
-    let _ = child.wait();
+    server.stop();
     if std::env::var_os("BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&data_dir);
     }

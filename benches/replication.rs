@@ -13,7 +13,6 @@
 //! cores, so the figures are a floor for separate machines.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,59 +37,18 @@ async fn wait_for_index(client: &reqwest::Client, base: &str) {
     }
 }
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
-struct Node {
-    child: Child,
-    base_url: String,
-}
+use common::{env_number, percentile};
 
-impl Node {
-    fn start(data_dir: &Path, extra: &[&str]) -> Node {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let ready = data_dir.join("ready.addr");
-        let _ = std::fs::remove_file(&ready);
-        let child = Command::new(env!("CARGO_BIN_EXE_reportstore"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--replication-token",
-                TOKEN,
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(extra)
-            .env("REPORTSTORE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start reportstore");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let base_url = loop {
-            if let Ok(address) = std::fs::read_to_string(&ready) {
-                break format!("http://{address}");
-            }
-            assert!(Instant::now() < deadline, "node did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Node { child, base_url }
-    }
+/// A node of the cluster under test (see `common`).
+type Node = common::ServerProcess;
 
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
+/// Starts a node that shares the benchmark's replication token.
+fn start_node(data_dir: &Path, extra: &[&str]) -> Node {
+    let mut arguments = vec!["--replication-token", TOKEN];
+    arguments.extend_from_slice(extra);
+    Node::start(data_dir, &arguments, Duration::from_secs(120))
 }
 
 async fn last_seq(client: &reqwest::Client, base: &str) -> u64 {
@@ -181,13 +139,6 @@ fn bodies(generator: &mut ReportGenerator, count: usize) -> Arc<Vec<Arc<Vec<u8>>
     )
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
-}
-
 fn main() {
     if !std::env::args().any(|argument| argument == "--bench") {
         return;
@@ -218,7 +169,7 @@ fn main() {
     let mut generator = ReportGenerator::new(2026);
 
     // 1. Load the leader, then time a fresh follower's catch-up.
-    let leader = Node::start(&root.join("leader"), &[]);
+    let leader = start_node(&root.join("leader"), &[]);
     let leader_url = leader.base_url.clone();
     let mut loaded = 0;
     let mut ingest_time = Duration::ZERO;
@@ -235,7 +186,7 @@ fn main() {
     );
     let target = runtime.block_on(last_seq(&client, &leader_url));
     let started = Instant::now();
-    let follower = Node::start(&root.join("follower"), &["--follow", &leader_url]);
+    let follower = start_node(&root.join("follower"), &["--follow", &leader_url]);
     let follower_url = follower.base_url.clone();
     runtime.block_on(async {
         while last_seq(&client, &follower_url).await < target {
@@ -330,10 +281,10 @@ fn main() {
     let elapsed = runtime.block_on(closed_loop(&client, &leader_url, without, clients));
     let rate_without = sync_reports as f64 / elapsed.as_secs_f64();
     leader.stop();
-    let leader = Node::start(&root.join("leader"), &["--sync-replicas", "1"]);
+    let leader = start_node(&root.join("leader"), &["--sync-replicas", "1"]);
     let leader_url = leader.base_url.clone();
     follower.stop();
-    let follower = Node::start(&root.join("follower"), &["--follow", &leader_url]);
+    let follower = start_node(&root.join("follower"), &["--follow", &leader_url]);
     runtime.block_on(async {
         // Semi-sync needs the follower registered with the leader before the load starts.
         loop {

@@ -22,7 +22,6 @@
 //! temp dir); `BENCH_KEEP` keeps it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -37,12 +36,12 @@ use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::{DateTime, Order};
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::{env_number, percentile};
+
+/// A `reportstore serve` process (see `common`).
+type Server = common::ServerProcess;
 
 /// The fixed query set: (name, query-string parameters).
 const QUERIES: &[(&str, &[(&str, &str)])] = &[
@@ -61,14 +60,6 @@ const QUERIES: &[(&str, &[(&str, &str)])] = &[
         &[("osname", "darwin"), ("sort", "newest")],
     ),
 ];
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index]
-}
 
 fn milliseconds(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
@@ -379,56 +370,6 @@ fn print_hit_costs(search_index: &SearchIndex, store: &Store) {
     );
 }
 
-struct Server {
-    child: Child,
-    base_url: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let ready = data_dir.join("ready.addr");
-        let _ = std::fs::remove_file(&ready);
-        let child = Command::new(env!("CARGO_BIN_EXE_reportstore"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("REPORTSTORE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start reportstore");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let base_url = loop {
-            if let Ok(address) = std::fs::read_to_string(&ready) {
-                break format!("http://{address}");
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Server { child, base_url }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    /// A benchmark that panics must not leave a server running.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 async fn health(client: &reqwest::Client, base_url: &str) -> serde_json::Value {
     client
         .get(format!("{base_url}/health"))
@@ -659,7 +600,7 @@ fn main() {
     drop(store);
 
     // 3b. Latency over HTTP, and 4. freshness, against a real server process.
-    let server = Server::start(&data_dir);
+    let server = Server::start(&data_dir, &[], Duration::from_secs(300));
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(512)

@@ -35,9 +35,9 @@ use uuid::Uuid;
 
 use super::tokenizer::PERL_OUTPUT_TOKENIZER;
 
-/// Version of the schema and of the document mapping. Bump it when either changes: indexes
-/// with another version are rebuilt from the store.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the schema, the document mapping and the tokenizer. Bump it when any of them
+/// changes: indexes with another version are rebuilt from the store. 2: `-MFoo` switches.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Text beyond this many bytes of a report's output is not indexed (real reports exceed 10 MB;
 /// the first megabytes carry the diagnostics).

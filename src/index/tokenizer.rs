@@ -12,6 +12,10 @@
 //! `t/02-basic.t` is `t` `/` `02` `-` `basic` `.` `t`. Punctuation that does not sit between two
 //! words (`(`, `"`, a sentence's final `.`, ` .. `) is dropped.
 //!
+//! A perl command-line switch glued to a module name (`"-MExtUtils::Command::MM"`,
+//! `-mFoo::Bar`, as every `make test` line prints) loses its switch letter: it is `extutils ::
+//! command :: mm`, not `mextutils ...`, so the module name is found there too.
+//!
 //! Because queries go through the same tokenizer, a search for `Foo::Bar` becomes the phrase
 //! `foo :: bar`, which matches `Foo::Bar` and `Foo::Bar::Baz` but not `Foo Bar`; a search for
 //! `Foo/Bar.pm` matches `/usr/lib/Foo/Bar.pm`; a search for `foo` alone still finds all of them.
@@ -118,6 +122,21 @@ fn char_at(text: &str, index: usize) -> (char, usize) {
 }
 
 impl TokenSpans<'_> {
+    /// 1 when the word at `start..end` is a perl `-M`/`-m` switch glued to a module name
+    /// (`-MFoo`: a `-` that does not join two words, then `M` or `m`, then a capital), so the
+    /// word starts after the switch letter; otherwise 0.
+    fn switch_letter_length(&self, start: usize, end: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        let is_switch = end - start >= 2
+            && matches!(bytes[start], b'M' | b'm')
+            && bytes[start + 1].is_ascii_uppercase()
+            && start >= 1
+            && bytes[start - 1] == b'-'
+            && (start == 1
+                || !is_word_char(char::from(bytes[start - 2])) && bytes[start - 2].is_ascii());
+        usize::from(is_switch)
+    }
+
     /// The joiner run after a word ending at `word_end`, when it is followed by another word.
     /// Joiner characters are ASCII, so the run is measured in bytes.
     fn joiner_after(&self, word_end: usize) -> Option<(usize, usize)> {
@@ -167,6 +186,7 @@ impl Iterator for TokenSpans<'_> {
                 index += width;
             }
             let end = index;
+            let start = start + self.switch_letter_length(start, end);
             if end - start > MAX_WORD_BYTES {
                 // Too long to be useful: skip it and whatever joins it to the next word.
                 self.cursor = end;
@@ -255,6 +275,22 @@ mod tests {
         assert_eq!(
             token_texts("perl v5.38.0"),
             ["perl", "v5", ".", "38", ".", "0"]
+        );
+    }
+
+    #[test]
+    fn perl_switches_do_not_hide_module_names() {
+        assert_eq!(
+            token_texts(r#""/usr/bin/perl" "-MExtUtils::Command::MM" -mFoo::Bar -MTest"#),
+            [
+                "usr", "/", "bin", "/", "perl", "extutils", "::", "command", "::", "mm", "foo",
+                "::", "bar", "test"
+            ]
+        );
+        // Only a switch: a word joined by `-`, or not followed by a capital, keeps its letter.
+        assert_eq!(
+            token_texts("Test-MMore -Mstrict MFoo"),
+            ["test", "-", "mmore", "mstrict", "mfoo"]
         );
     }
 

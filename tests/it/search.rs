@@ -434,6 +434,26 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
             .collect();
         assert_eq!(facets_of(&body), recount(&matching), "{query}: facets");
     }
+    // A module glued to a perl switch, as every `make test` line prints it
+    // ("-MExtUtils::Command::MM"), is found by its name.
+    let expected: BTreeSet<String> = id_set(reports.iter().filter(|report| {
+        report.text.contains("-MExtUtils::Command::MM")
+            || contains_word_sequence(&report.text, "extutils::command::mm")
+    }));
+    assert!(
+        !expected.is_empty(),
+        "the corpus should contain -MExtUtils::Command::MM"
+    );
+    let body = search_ok(
+        &client,
+        &base,
+        &[("q", "ExtUtils::Command::MM"), ("limit", "100")],
+    )
+    .await;
+    assert_eq!(
+        hit_ids(&body).into_iter().collect::<BTreeSet<_>>(),
+        expected
+    );
     // Separators matter: the module is not the two words.
     let body = search_ok(&client, &base, &[("q", "Bar::Foo")]).await;
     assert_eq!(body["total"], 0);

@@ -16,7 +16,7 @@
 //! (`BENCH_STORE=<dir>`: the breakdown of a kept store), `sled` (bare sled's space for the
 //! store's write patterns).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -492,11 +492,7 @@ fn store_experiment(count: usize, clients: usize) {
             );
         }
     }
-    let base = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("reportstore-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let base = common::bench_directory("reportstore-store");
     let store_dir = base.join("store");
     let store = Arc::new(Store::open(&store_dir, &StoreConfig::default()).unwrap());
     let (client, thread) =
@@ -567,10 +563,7 @@ fn sled_space_experiment(count: usize) {
             self.0
         }
     }
-    let base = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("reportstore-sled-{}", std::process::id()));
+    let base = common::bench_directory("reportstore-sled");
     for pattern in [
         "values in key order",
         "plus a small row in a random place",
@@ -753,9 +746,7 @@ fn zstd_levels(count: usize) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a plain `cargo test --benches` passes nothing and expects
-    // no work.
-    if !std::env::args().any(|argument| argument == "--bench") {
+    if !common::invoked_as_bench() {
         return;
     }
     match std::env::var("BENCH_MODE").as_deref() {
@@ -859,11 +850,7 @@ fn main() {
         generation_started.elapsed().as_secs_f64()
     );
 
-    let base_directory = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let data_dir = base_directory.join(format!("reportstore-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let data_dir = common::bench_directory("reportstore-bench");
     std::fs::create_dir_all(&data_dir).unwrap();
     let server = Server::start(&data_dir, &[], Duration::from_secs(30));
     let memory = server.memory_sampler();

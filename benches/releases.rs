@@ -12,7 +12,6 @@
 //!    Testers traffic (`BENCH_HOUR_REPORTS`, default 1,700 ≈ 40,000 reports/day) is posted, and
 //!    the query is timed `BENCH_SINCE_QUERIES` times (p50/p99).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -126,19 +125,14 @@ fn build_store(data_dir: &std::path::Path, count: usize) -> Duration {
 }
 
 fn main() {
-    if !std::env::args().any(|argument| argument == "--bench") {
+    if !common::invoked_as_bench() {
         return;
     }
     let count = env_number("BENCH_RELEASE_REPORTS", 1_000_000);
     let streams = env_number("BENCH_RELEASE_STREAMS", 5);
     let hour_reports = env_number("BENCH_HOUR_REPORTS", 1_700);
     let since_queries = env_number("BENCH_SINCE_QUERIES", 200);
-    let base_directory = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let data_dir =
-        base_directory.join(format!("reportstore-releases-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let data_dir = common::bench_directory("reportstore-releases-bench");
     std::fs::create_dir_all(&data_dir).unwrap();
 
     let build_time = build_store(&data_dir, count);

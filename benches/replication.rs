@@ -12,7 +12,7 @@
 //! Everything (leader, follower, their indexers, the load generator) shares this machine's
 //! cores, so the figures are a floor for separate machines.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -140,21 +140,14 @@ fn bodies(generator: &mut ReportGenerator, count: usize) -> Arc<Vec<Arc<Vec<u8>>
 }
 
 fn main() {
-    if !std::env::args().any(|argument| argument == "--bench") {
+    if !common::invoked_as_bench() {
         return;
     }
     let catchup_reports = env_number("BENCH_CATCHUP_REPORTS", 1_000_000);
     let rate_secs = env_number("BENCH_RATE_SECS", 20);
     let sync_reports = env_number("BENCH_SYNC_REPORTS", 20_000);
     let clients = env_number("BENCH_CLIENTS", 32);
-    let base_directory = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let root = base_directory.join(format!(
-        "reportstore-replication-bench-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = common::bench_directory("reportstore-replication-bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -21,7 +21,7 @@
 //! (skip with `BENCH_SEARCH_REBUILD=0`). `BENCH_DIR` chooses where the data goes (default: the
 //! temp dir); `BENCH_KEEP` keeps it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -519,9 +519,7 @@ async fn freshness_run(
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a plain `cargo test --benches` passes nothing and expects
-    // no work.
-    if !std::env::args().any(|argument| argument == "--bench") {
+    if !common::invoked_as_bench() {
         return;
     }
     let report_count = env_number("BENCH_SEARCH_REPORTS", 1_000_000);
@@ -533,11 +531,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let base_directory = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let data_dir = base_directory.join(format!("reportstore-search-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let data_dir = common::bench_directory("reportstore-search-bench");
     std::fs::create_dir_all(&data_dir).expect("data dir");
     println!(
         "search benchmark: {report_count} generated reports, data in {}",

@@ -16,6 +16,23 @@ pub fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Whether `cargo bench` started this benchmark: it passes `--bench`, while a plain
+/// `cargo test --benches` passes nothing and expects no work.
+pub fn invoked_as_bench() -> bool {
+    std::env::args().any(|argument| argument == "--bench")
+}
+
+/// A fresh working directory `<BENCH_DIR or the temp dir>/<name>-<pid>` (not created; any
+/// leftover of the same name is removed).
+pub fn bench_directory(name: &str) -> PathBuf {
+    let directory = std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    directory
+}
+
 /// The value at `fraction` (0.5 = median) of an ascending list; zero when it is empty.
 pub fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     if sorted.is_empty() {

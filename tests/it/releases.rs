@@ -397,14 +397,7 @@ async fn release_counters_summaries_and_since_match_the_documents() {
     assert!(fixture_line.contains("[pass]"), "{fixture_line}");
 
     // Metrics are there and move when a report arrives.
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::metrics_text(&client, &base).await;
     for name in [
         "reportstore_reports_ingested_total",
         "reportstore_ingest_duration_seconds",
@@ -420,14 +413,7 @@ async fn release_counters_summaries_and_since_match_the_documents() {
     }
     let before = metric_value(&metrics, "reportstore_reports_ingested_total{");
     post_generated(&client, &base, &mut generator, 1).await;
-    let after_text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after_text = crate::support::metrics_text(&client, &base).await;
     assert!(metric_value(&after_text, "reportstore_reports_ingested_total{") >= before + 1.0);
     // Answers are counted by status: the 201 just sent, and a 404 sent now.
     assert!(
@@ -444,14 +430,7 @@ async fn release_counters_summaries_and_since_match_the_documents() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let counted_text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let counted_text = crate::support::metrics_text(&client, &base).await;
     assert!(
         metric_value(
             &counted_text,

@@ -196,26 +196,12 @@ async fn followers_converge_under_load_survive_sigkill_and_bootstrap_from_empty(
     );
 
     // Replication lag is in the metrics of both sides.
-    let leader_metrics = client
-        .get(format!("{}/metrics", leader.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let leader_metrics = crate::support::metrics_text(&client, &leader.base_url).await;
     assert!(
         leader_metrics.contains("reportstore_replication_follower_lag_entries"),
         "{leader_metrics}"
     );
-    let follower_metrics = client
-        .get(format!("{}/metrics", follower_two.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let follower_metrics = crate::support::metrics_text(&client, &follower_two.base_url).await;
     assert!(
         follower_metrics.contains(&format!("reportstore_replication_applied_seq {leader_seq}")),
         "{follower_metrics}"

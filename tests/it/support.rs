@@ -184,6 +184,18 @@ pub async fn health(client: &reqwest::Client, base_url: &str) -> Value {
         .unwrap()
 }
 
+/// The Prometheus text of `/metrics`.
+pub async fn metrics_text(client: &reqwest::Client, base_url: &str) -> String {
+    client
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The store's `last_seq` as `/health` reports it.
 pub async fn last_seq(client: &reqwest::Client, base_url: &str) -> u64 {
     health(client, base_url).await["last_seq"].as_u64().unwrap()

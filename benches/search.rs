@@ -19,7 +19,8 @@
 //!
 //! After step 2, the finished store is indexed again from scratch as `reportstore reindex` does
 //! (skip with `BENCH_SEARCH_REBUILD=0`). `BENCH_DIR` chooses where the data goes (default: the
-//! temp dir); `BENCH_KEEP` keeps it.
+//! temp dir); `BENCH_KEEP` keeps it, and `BENCH_SEARCH_DATA=<kept folder>` measures step 3 again on
+//! it without building anything (no freshness run, which would add reports).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -531,7 +532,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let data_dir = common::bench_directory("reportstore-search-bench");
+    // A data folder kept by an earlier run (`BENCH_KEEP`) can be measured again without
+    // building it: `BENCH_SEARCH_DATA=/path`. Its store then holds the earlier run's freshness
+    // reports too.
+    let reused_data_dir = std::env::var_os("BENCH_SEARCH_DATA").map(std::path::PathBuf::from);
+    let data_dir = reused_data_dir
+        .clone()
+        .unwrap_or_else(|| common::bench_directory("reportstore-search-bench"));
     std::fs::create_dir_all(&data_dir).expect("data dir");
     println!(
         "search benchmark: {report_count} generated reports, data in {}",
@@ -542,6 +549,23 @@ fn main() {
     let store =
         Arc::new(Store::open(&data_dir.join("store"), &StoreConfig::default()).expect("store"));
     let index_directory = data_dir.join("index");
+    if reused_data_dir.is_some() {
+        let (search_index, indexer) =
+            SearchIndex::open(&index_directory, IndexerConfig::default()).expect("open index");
+        drop(indexer);
+        let last_seq = store.last_seq().expect("last seq");
+        assert_eq!(
+            search_index.indexed_seq(),
+            last_seq,
+            "the kept index is complete"
+        );
+        println!(
+            "reusing {last_seq} stored and indexed reports; index {:.0} MiB",
+            directory_size(&index_directory) as f64 / 1048576.0
+        );
+        measure_and_report(search_index, store, &data_dir, iterations, &runtime, 0, 0);
+        return;
+    }
     let (search_index, build) =
         build_store_and_index(&store, &index_directory, report_count, &runtime);
     let last_seq = store.last_seq().expect("last seq");
@@ -587,6 +611,31 @@ fn main() {
         let _ = std::fs::remove_dir_all(&rebuilt_directory);
     }
 
+    measure_and_report(
+        search_index,
+        store,
+        &data_dir,
+        iterations,
+        &runtime,
+        freshness_rate,
+        freshness_secs,
+    );
+    if std::env::var_os("BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+}
+
+/// Steps 3 and 4 on a built store and index; a zero `freshness_rate` skips the freshness run.
+fn measure_and_report(
+    search_index: SearchIndex,
+    store: Arc<Store>,
+    data_dir: &Path,
+    iterations: usize,
+    runtime: &tokio::runtime::Runtime,
+    freshness_rate: usize,
+    freshness_secs: usize,
+) {
+    let last_seq = store.last_seq().expect("last seq");
     // 3a. Latency in process: tantivy directly, then the library's search.
     let mut figures = measure_in_process(&search_index, &store, iterations);
     print_hit_costs(&search_index, &store);
@@ -594,7 +643,7 @@ fn main() {
     drop(store);
 
     // 3b. Latency over HTTP, and 4. freshness, against a real server process.
-    let server = Server::start(&data_dir, &[], Duration::from_secs(300));
+    let server = Server::start(data_dir, &[], Duration::from_secs(300));
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(512)
@@ -610,44 +659,24 @@ fn main() {
         measure_http(&client, &server.base_url, &mut figures, iterations).await;
     });
     print_latencies(&figures, iterations);
-    let freshness = runtime.block_on(freshness_run(
-        &client,
-        &server.base_url,
-        freshness_rate,
-        freshness_secs,
-    ));
-    server.stop();
-
-    // Each report's seq comes from the store, now that the server has stopped.
-    let store = Store::open(&data_dir.join("store"), &StoreConfig::default()).expect("store");
-    let mut lags = Vec::with_capacity(freshness.acknowledged.len());
-    for (id, acknowledged_at) in &freshness.acknowledged {
-        let seq = store.report_record(id).expect("read").expect("stored").seq;
-        let first_poll_after = freshness
-            .polls
-            .partition_point(|(polled_at, _)| polled_at < acknowledged_at);
-        let visible_at = freshness.polls[first_poll_after..]
-            .iter()
-            .find(|(_, indexed_seq)| *indexed_seq >= seq)
-            .map(|(polled_at, _)| *polled_at);
-        lags.push(visible_at.map_or(Duration::from_secs(3600), |visible_at| {
-            visible_at - *acknowledged_at
-        }));
-    }
-    lags.sort();
-    println!(
-        "\nfreshness at {freshness_rate} reports/s for {freshness_secs} s ({} reports, {} answers 503 and retried; \
-         201 -> searchable, /health polled every 5 ms): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
-         time to 201 from the scheduled send p50 {:.1} ms, p99 {:.1} ms",
-        freshness.acknowledged.len(),
-        freshness.refusals,
-        milliseconds(percentile(&lags, 0.5)),
-        milliseconds(percentile(&lags, 0.99)),
-        milliseconds(lags.last().copied().unwrap_or_default()),
-        milliseconds(percentile(&freshness.ingest_latencies, 0.5)),
-        milliseconds(percentile(&freshness.ingest_latencies, 0.99)),
-    );
-    drop(store);
+    let freshness_p99 = if freshness_rate > 0 {
+        let freshness = runtime.block_on(freshness_run(
+            &client,
+            &server.base_url,
+            freshness_rate,
+            freshness_secs,
+        ));
+        server.stop();
+        Some(report_freshness(
+            data_dir,
+            &freshness,
+            freshness_rate,
+            freshness_secs,
+        ))
+    } else {
+        server.stop();
+        None
+    };
     let filtered_phrase_p99 = figures
         .iter()
         .find(|figure| figure.name == "filtered phrase")
@@ -676,9 +705,21 @@ fn main() {
             format!("missed for {}", over_ratio_full.join(", "))
         }
     );
+    let freshness_target = match freshness_p99 {
+        Some(p99) => format!(
+            "freshness p99 {:.0} ms (< 1000 ms: {})",
+            milliseconds(p99),
+            if p99 < Duration::from_secs(1) {
+                "met"
+            } else {
+                "missed"
+            }
+        ),
+        None => "freshness not measured".to_string(),
+    };
     println!(
         "\ntargets: filtered phrase http p99 {:.1} ms (< 50 ms: {}); http p99 within 1.5x of direct p99: {}; \
-         freshness p99 {:.0} ms (< 1000 ms: {})",
+         {freshness_target}",
         milliseconds(filtered_phrase_p99),
         if filtered_phrase_p99 < Duration::from_millis(50) {
             "met"
@@ -690,16 +731,46 @@ fn main() {
         } else {
             format!("missed for {}", over_ratio.join(", "))
         },
-        milliseconds(percentile(&lags, 0.99)),
-        if percentile(&lags, 0.99) < Duration::from_secs(1) {
-            "met"
-        } else {
-            "missed"
-        },
     );
-    if std::env::var_os("BENCH_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// Each freshness report's lag, from its 201 to the first `/health` poll that covered its seq
+/// (read from the store once the server has stopped); prints them and answers the p99.
+fn report_freshness(
+    data_dir: &Path,
+    freshness: &FreshnessRun,
+    freshness_rate: usize,
+    freshness_secs: usize,
+) -> Duration {
+    let store = Store::open(&data_dir.join("store"), &StoreConfig::default()).expect("store");
+    let mut lags = Vec::with_capacity(freshness.acknowledged.len());
+    for (id, acknowledged_at) in &freshness.acknowledged {
+        let seq = store.report_record(id).expect("read").expect("stored").seq;
+        let first_poll_after = freshness
+            .polls
+            .partition_point(|(polled_at, _)| polled_at < acknowledged_at);
+        let visible_at = freshness.polls[first_poll_after..]
+            .iter()
+            .find(|(_, indexed_seq)| *indexed_seq >= seq)
+            .map(|(polled_at, _)| *polled_at);
+        lags.push(visible_at.map_or(Duration::from_secs(3600), |visible_at| {
+            visible_at - *acknowledged_at
+        }));
     }
+    lags.sort();
+    println!(
+        "\nfreshness at {freshness_rate} reports/s for {freshness_secs} s ({} reports, {} answers 503 and retried; \
+         201 -> searchable, /health polled every 5 ms): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
+         time to 201 from the scheduled send p50 {:.1} ms, p99 {:.1} ms",
+        freshness.acknowledged.len(),
+        freshness.refusals,
+        milliseconds(percentile(&lags, 0.5)),
+        milliseconds(percentile(&lags, 0.99)),
+        milliseconds(lags.last().copied().unwrap_or_default()),
+        milliseconds(percentile(&freshness.ingest_latencies, 0.5)),
+        milliseconds(percentile(&freshness.ingest_latencies, 0.99)),
+    );
+    percentile(&lags, 0.99)
 }
 
 fn print_latencies(figures: &[QueryFigures], iterations: usize) {

@@ -19,7 +19,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::Column;
 use tantivy::index::SegmentId;
 use tantivy::{DateTime, DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
@@ -84,10 +84,23 @@ impl InternedValues {
     }
 }
 
-/// For one segment, per facet field: segment term ordinal -> interned id.
-#[derive(Debug)]
+/// For one segment, per facet field: segment term ordinal -> interned id, and the opened
+/// ordinal column. Opening a string column reads its dictionary's index, which costs more
+/// than counting a small result, so it is done once per segment, not once per search.
 pub struct SegmentFacetTables {
     ids: Vec<Vec<u32>>,
+    ordinal_columns: Vec<Option<Column<u64>>>,
+    seq_column: Column<u64>,
+    created_column: Column<DateTime>,
+}
+
+impl std::fmt::Debug for SegmentFacetTables {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SegmentFacetTables")
+            .field("values", &self.ids.iter().map(Vec::len).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Ids for every facet value of the index, and the per-segment ordinal tables (see the module
@@ -132,7 +145,8 @@ impl FacetInterner {
             tables.push(table);
         }
         // Merged-away segments: forget them once they clearly outnumber the live ones (a
-        // search on an older snapshot that still needs one rebuilds its table).
+        // search on an older snapshot that still needs one rebuilds its table). Until then
+        // their opened columns keep the merged-away files' space from being released.
         if cache.len() > 2 * readers.len() + 16 {
             let live: HashSet<SegmentId> = readers.iter().map(SegmentReader::segment_id).collect();
             cache.retain(|segment_id, _| live.contains(segment_id));
@@ -143,9 +157,12 @@ impl FacetInterner {
     fn build_tables(&self, reader: &SegmentReader) -> tantivy::Result<SegmentFacetTables> {
         let fast_fields = reader.fast_fields();
         let mut ids = Vec::with_capacity(FACET_FIELDS.len());
+        let mut ordinal_columns = Vec::with_capacity(FACET_FIELDS.len());
         for (field_index, field_name) in FACET_FIELDS.iter().enumerate() {
             let mut field_ids = Vec::new();
-            if let Some(column) = fast_fields.str(field_name)? {
+            let column = fast_fields.str(field_name)?;
+            ordinal_columns.push(column.as_ref().map(|column| column.ords().clone()));
+            if let Some(column) = column {
                 let dictionary = column.dictionary();
                 field_ids.reserve(dictionary.num_terms());
                 let mut values = self.fields[field_index]
@@ -163,7 +180,12 @@ impl FacetInterner {
             }
             ids.push(field_ids);
         }
-        Ok(SegmentFacetTables { ids })
+        Ok(SegmentFacetTables {
+            ids,
+            ordinal_columns,
+            seq_column: fast_fields.u64("seq")?,
+            created_column: fast_fields.date("created")?,
+        })
     }
 
     /// Runs `read` with the interned values of facet field `field_index`.
@@ -187,6 +209,9 @@ pub struct SearchCollector {
     pub snapshot_seq: u64,
     /// [`FacetInterner::tables_for`] the searcher; empty: facets are not counted.
     pub facet_tables: Vec<Arc<SegmentFacetTables>>,
+    /// Per facet field (see [`FACET_FIELDS`]): whether to count it. A field the search filters
+    /// to one value need not be read: all its matches have that value.
+    pub counted_facets: [bool; FACET_FIELDS.len()],
 }
 
 /// The result of a [`SearchCollector`].
@@ -235,7 +260,7 @@ pub struct SearchSegmentCollector {
     snapshot_seq: u64,
     seq_column: Column<u64>,
     created_column: Column<DateTime>,
-    facet_columns: Vec<Option<StrColumn>>,
+    facet_columns: Vec<Option<Column<u64>>>,
     facet_tables: Option<Arc<SegmentFacetTables>>,
     facet_counts: Vec<Vec<u32>>,
     /// A min-heap of the best hits so far: its top is the worst kept hit.
@@ -271,28 +296,35 @@ impl Collector for SearchCollector {
         let facet_tables = self.facet_tables.get(segment_ord as usize).cloned();
         let mut facet_columns = Vec::with_capacity(FACET_FIELDS.len());
         let mut facet_counts = Vec::with_capacity(FACET_FIELDS.len());
-        for field_name in FACET_FIELDS {
-            let column = if facet_tables.is_some() {
-                fast_fields.str(field_name)?
-            } else {
-                None
+        for field_index in 0..FACET_FIELDS.len() {
+            let column = match &facet_tables {
+                Some(tables) if self.counted_facets[field_index] => {
+                    tables.ordinal_columns[field_index].clone()
+                }
+                _ => None,
             };
-            facet_counts.push(vec![
-                0u32;
-                column
-                    .as_ref()
-                    .map_or(0, |column| column.dictionary().num_terms())
-            ]);
+            let values = facet_tables
+                .as_ref()
+                .map_or(0, |tables| tables.ids[field_index].len());
+            facet_counts.push(if column.is_some() {
+                zeroed_count_buffer(values)
+            } else {
+                Vec::new()
+            });
             facet_columns.push(column);
         }
+        let (seq_column, created_column) = match &facet_tables {
+            Some(tables) => (tables.seq_column.clone(), tables.created_column.clone()),
+            None => (fast_fields.u64("seq")?, fast_fields.date("created")?),
+        };
         Ok(SearchSegmentCollector {
             segment_ord,
             sort: self.sort,
             keep: self.keep,
             after: self.after,
             snapshot_seq: self.snapshot_seq,
-            seq_column: fast_fields.u64("seq")?,
-            created_column: fast_fields.date("created")?,
+            seq_column,
+            created_column,
             facet_columns,
             facet_tables,
             facet_counts,
@@ -347,6 +379,38 @@ impl Collector for SearchCollector {
     }
 }
 
+thread_local! {
+    /// Facet count arrays of finished segment collections, for the next search on this thread:
+    /// a `dist` array has thousands of entries per segment, and fresh zeroed memory for every
+    /// segment of every search cost more than counting a small result.
+    static COUNT_BUFFERS: std::cell::RefCell<Vec<Vec<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread, and the largest one kept (entries).
+const KEPT_COUNT_BUFFERS: usize = 32;
+const KEPT_COUNT_BUFFER_LENGTH: usize = 1 << 20;
+
+fn zeroed_count_buffer(length: usize) -> Vec<u32> {
+    let mut buffer = COUNT_BUFFERS
+        .with(|buffers| buffers.borrow_mut().pop())
+        .unwrap_or_default();
+    buffer.clear();
+    buffer.resize(length, 0);
+    buffer
+}
+
+fn return_count_buffer(buffer: Vec<u32>) {
+    if buffer.capacity() == 0 || buffer.capacity() > KEPT_COUNT_BUFFER_LENGTH {
+        return;
+    }
+    COUNT_BUFFERS.with(|buffers| {
+        let mut buffers = buffers.borrow_mut();
+        if buffers.len() < KEPT_COUNT_BUFFERS {
+            buffers.push(buffer);
+        }
+    });
+}
+
 fn count_ordinal(counts: &mut [u32], ordinal: u64) {
     if let Some(count) = counts.get_mut(ordinal as usize) {
         *count += 1;
@@ -388,9 +452,7 @@ impl SearchSegmentCollector {
         ) {
             let Some(column) = column else { continue };
             ordinals.resize(block_length, None);
-            column
-                .ords()
-                .first_vals(docs, &mut ordinals[..block_length]);
+            column.first_vals(docs, &mut ordinals[..block_length]);
             for (ordinal, seq) in ordinals.iter().zip(&self.seq_buffer) {
                 if let Some(ordinal) = ordinal
                     && seq.unwrap_or(0) <= self.snapshot_seq
@@ -486,6 +548,9 @@ impl SegmentCollector for SearchSegmentCollector {
                 facets.push(values);
             }
         }
+        for counts in self.facet_counts.drain(..) {
+            return_count_buffer(counts);
+        }
         SegmentFruit {
             total: self.total,
             after_cursor: self.after_cursor,
@@ -549,6 +614,7 @@ mod tests {
                 after: None,
                 snapshot_seq,
                 facet_tables: interner.tables_for(&searcher).unwrap(),
+                counted_facets: [true; FACET_FIELDS.len()],
             };
             let fruit = searcher.search(&AllQuery, &collector).unwrap();
             let facets: Vec<std::collections::BTreeMap<String, u64>> = fruit
@@ -596,6 +662,7 @@ mod tests {
             after: None,
             snapshot_seq: u64::MAX,
             facet_tables: Vec::new(),
+            counted_facets: [true; FACET_FIELDS.len()],
         };
         let fruit = searcher.search(&AllQuery, &collector).unwrap();
         assert_eq!(fruit.total, 7);

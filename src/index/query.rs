@@ -1009,6 +1009,25 @@ impl SearchRequest {
             .collect()
     }
 
+    /// The one value every match has in facet field `facet_field` (`grade`, `osname`, `perl`,
+    /// `dist`) because a filter allows only that value; `None` when the facet must be counted.
+    /// A perl series (`5.38`) selects several versions, so it fixes nothing.
+    pub fn single_facet_value(&self, facet_field: &str) -> Option<&str> {
+        let field = match facet_field {
+            "grade" => ExactField::Grade,
+            "osname" => ExactField::Osname,
+            "perl" => ExactField::Perl,
+            "dist" => ExactField::Dist,
+            _ => return None,
+        };
+        match self.filters.get(&field).map(Vec::as_slice) {
+            Some([value]) if !(field == ExactField::Perl && is_perl_series(value)) => {
+                Some(value.as_str())
+            }
+            _ => None,
+        }
+    }
+
     /// The whole tantivy query: `q` and every filter. Filters do not change scores.
     pub fn to_query(&self, fields: &IndexFields) -> Box<dyn Query> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();

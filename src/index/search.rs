@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Instant;
+
+use rayon::prelude::*;
 
 use tantivy::schema::{Field, Value};
 use tantivy::{Searcher, TantivyDocument, Term};
@@ -392,6 +395,32 @@ impl SnippetMaker {
 /// Pages at least this long are read back from sled on several threads.
 const PARALLEL_HITS_MINIMUM: usize = 8;
 
+/// The threads that read hits back and cut their snippets, one per core (at most 4); `None`
+/// on a single core or if the threads cannot be started.
+///
+/// They live as long as the process: a thread started per search cost more than reading the
+/// hits (a new thread also builds its own zstd decompression context, a few hundred KB).
+fn hit_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get())
+            .min(4);
+        if threads < 2 {
+            return None;
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|index| format!("reportstore-hits-{index}"))
+            .build()
+            .inspect_err(|error| {
+                tracing::warn!(%error, "hit reader threads did not start, reading hits on one");
+            })
+            .ok()
+    })
+    .as_ref()
+}
+
 /// Reads hits back from sled and cuts their snippets.
 struct HitMaker<'a> {
     searcher: &'a Searcher,
@@ -405,31 +434,17 @@ impl HitMaker<'_> {
     /// The hits of `page`, in order. Reading, decompressing and parsing a report and cutting
     /// its snippet takes tens of microseconds; a long page is split over the cores.
     fn make_all(&self, page: &[(SortKey, tantivy::DocAddress)]) -> Result<Vec<SearchHit>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |cores| cores.get())
-            .min(4);
-        if page.len() < PARALLEL_HITS_MINIMUM || threads < 2 {
+        let Some(pool) = hit_pool().filter(|_| page.len() >= PARALLEL_HITS_MINIMUM) else {
             return self.make_sequentially(page);
-        }
-        let chunk_length = page.len().div_ceil(threads);
-        let chunk_results: Vec<Result<Vec<SearchHit>>> =
-            std::thread::scope(|scope| {
-                let mut chunks = page.chunks(chunk_length);
-                let first_chunk = chunks.next().unwrap_or_default();
-                let handles: Vec<_> = chunks
-                    .map(|chunk| scope.spawn(move || self.make_sequentially(chunk)))
-                    .collect();
-                let mut results = vec![self.make_sequentially(first_chunk)];
-                for handle in handles {
-                    results.push(handle.join().unwrap_or_else(|_| {
-                        Err(Error::Internal("a hit reader panicked".to_string()))
-                    }));
-                }
-                results
-            });
+        };
+        let made: Vec<Result<Option<SearchHit>>> = pool.install(|| {
+            page.par_iter()
+                .map(|(key, address)| self.make(key, *address))
+                .collect()
+        });
         let mut hits = Vec::with_capacity(page.len());
-        for chunk_hits in chunk_results {
-            hits.extend(chunk_hits?);
+        for hit in made {
+            hits.extend(hit?);
         }
         Ok(hits)
     }
@@ -549,12 +564,19 @@ impl SearchIndex {
         let facet_tables = interner
             .tables_for(&searcher)
             .map_err(index_error("reading the facet dictionaries"))?;
+        let fixed_facet_values: Vec<Option<&str>> = FACET_FIELDS
+            .iter()
+            .map(|field_name| request.single_facet_value(field_name))
+            .collect();
         let collector = SearchCollector {
             sort: request.sort,
             keep: request.offset + request.limit,
             after: request.cursor.as_ref().map(|cursor| cursor.after),
             snapshot_seq,
             facet_tables,
+            counted_facets: std::array::from_fn(|field_index| {
+                fixed_facet_values[field_index].is_none()
+            }),
         };
         let fruit = searcher
             .search(query.as_ref(), &collector)
@@ -586,6 +608,10 @@ impl SearchIndex {
         let mut counted = fruit.facets.into_iter();
         for (field_index, field_name) in FACET_FIELDS.into_iter().enumerate() {
             let counts = counted.next().unwrap_or_default();
+            if let Some(value) = fixed_facet_values[field_index] {
+                facets.insert(field_name, top_facet_values(vec![(value, fruit.total)]));
+                continue;
+            }
             let top = interner.with_values(field_index, |values| {
                 top_facet_values(
                     counts

@@ -554,6 +554,13 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
     );
     let body = search_ok(&client, &base, &[("perl", "5.40"), ("limit", "100")]).await;
     assert_eq!(hit_ids(&body).into_iter().collect::<BTreeSet<_>>(), series);
+    // A filter to one value answers that facet without counting it; a series or several
+    // values leave it counted. Either way the facets equal a recount.
+    let matching: Vec<&Stored> = reports
+        .iter()
+        .filter(|report| series.contains(&report.id))
+        .collect();
+    assert_eq!(facets_of(&body), recount(&matching), "perl=5.40: facets");
     let darwin_or_openbsd = id_set(
         reports
             .iter()
@@ -572,6 +579,15 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
     assert_eq!(
         hit_ids(&body).into_iter().collect::<BTreeSet<_>>(),
         darwin_or_openbsd
+    );
+    let matching: Vec<&Stored> = reports
+        .iter()
+        .filter(|report| darwin_or_openbsd.contains(&report.id))
+        .collect();
+    assert_eq!(
+        facets_of(&body),
+        recount(&matching),
+        "osname=darwin&osname=openbsd: facets"
     );
     let failing_locates = id_set(reports.iter().filter(|report| {
         contains_word_sequence(&report.text, "can't locate")

@@ -58,6 +58,11 @@ type FacetMap = HashMap<u32, u64, BuildHasherDefault<FnvHasher>>;
 /// An ordinal whose value could not be interned (never expected; counted nowhere).
 const NO_FACET_ID: u32 = u32::MAX;
 
+/// Tables of segments no longer in the newest snapshot that are kept before pruning: enough
+/// for the searches still paging through an older snapshot, few enough that merged-away
+/// segment files are released soon.
+const MERGED_AWAY_TABLES_KEPT: usize = 8;
+
 /// The facet values of one field, each with a stable small id.
 #[derive(Debug, Default)]
 pub struct InternedValues {
@@ -144,10 +149,10 @@ impl FacetInterner {
             cache.insert(segment_id, Arc::clone(&table));
             tables.push(table);
         }
-        // Merged-away segments: forget them once they clearly outnumber the live ones (a
-        // search on an older snapshot that still needs one rebuilds its table). Until then
-        // their opened columns keep the merged-away files' space from being released.
-        if cache.len() > 2 * readers.len() + 16 {
+        // Merged-away segments: forget them once there are a few (a search on an older
+        // snapshot that still needs one rebuilds its table). Their opened columns keep the
+        // merged-away files' space from being released, so a few is all that is kept.
+        if cache.len() > readers.len() + MERGED_AWAY_TABLES_KEPT {
             let live: HashSet<SegmentId> = readers.iter().map(SegmentReader::segment_id).collect();
             cache.retain(|segment_id, _| live.contains(segment_id));
         }

@@ -90,8 +90,8 @@ impl InternedValues {
 }
 
 /// For one segment, per facet field: segment term ordinal -> interned id, and the opened
-/// ordinal column. Opening a string column reads its dictionary's index, which costs more
-/// than counting a small result, so it is done once per segment, not once per search.
+/// opened columns. Opening a string column reads its dictionary's index; done per segment of
+/// every search, it was a large part of a search with few hits, so it is done once per segment.
 pub struct SegmentFacetTables {
     ids: Vec<Vec<u32>>,
     ordinal_columns: Vec<Option<Column<u64>>>,

@@ -1013,13 +1013,7 @@ impl SearchRequest {
     /// `dist`) because a filter allows only that value; `None` when the facet must be counted.
     /// A perl series (`5.38`) selects several versions, so it fixes nothing.
     pub fn single_facet_value(&self, facet_field: &str) -> Option<&str> {
-        let field = match facet_field {
-            "grade" => ExactField::Grade,
-            "osname" => ExactField::Osname,
-            "perl" => ExactField::Perl,
-            "dist" => ExactField::Dist,
-            _ => return None,
-        };
+        let field = ExactField::from_name(facet_field)?;
         match self.filters.get(&field).map(Vec::as_slice) {
             Some([value]) if !(field == ExactField::Perl && is_perl_series(value)) => {
                 Some(value.as_str())

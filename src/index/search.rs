@@ -398,8 +398,8 @@ const PARALLEL_HITS_MINIMUM: usize = 8;
 /// The threads that read hits back and cut their snippets, one per core (at most 4); `None`
 /// on a single core or if the threads cannot be started.
 ///
-/// They live as long as the process: a thread started per search cost more than reading the
-/// hits (a new thread also builds its own zstd decompression context, a few hundred KB).
+/// They live as long as the process, so a search neither starts threads nor has each new
+/// thread build its own zstd decompression context (the per-thread one in `codec`).
 fn hit_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {

@@ -552,7 +552,11 @@ fn store_experiment(count: usize, clients: usize) {
 /// without any reportstore code: `BENCH_REPORTS` values of 700–1,400 random bytes (about a
 /// compressed report) appended in key order, in groups of 13 per `apply_batch` + `flush` (the
 /// committer's mean group under 32 clients), then the same with one small row per value in a
-/// random place (like an index by release), then with values under random keys.
+/// random place (like an index by release), then with values under random keys, then with each
+/// group's 13 values packed into one value (the friendliest layout for sled's log: few, large,
+/// appended items), then with values written one by one and moved into 128-value packs (about
+/// 190 KB, over sled's 128 KiB blob threshold) once a pack's worth is complete, the only way to
+/// get such large values while still making each report durable before it is acknowledged.
 fn sled_space_experiment(count: usize) {
     struct Xorshift(u64);
     impl Xorshift {
@@ -568,6 +572,8 @@ fn sled_space_experiment(count: usize) {
         "values in key order",
         "plus a small row in a random place",
         "values under random keys",
+        "each group packed into one value",
+        "values moved into 128-value packs",
     ] {
         let _ = std::fs::remove_dir_all(&base);
         let db = sled::Config::new()
@@ -578,13 +584,21 @@ fn sled_space_experiment(count: usize) {
         let mut random = Xorshift(0x1234_5678);
         let mut logical = 0u64;
         let mut seq = 0u64;
+        let mut sealed = 0u64;
         let started = Instant::now();
         while seq < count as u64 {
             let mut batch = sled::Batch::default();
+            let mut packed_group = Vec::new();
+            let group_first_seq = seq + 1;
             for _ in 0..13 {
                 seq += 1;
                 let length = 700 + (random.next() % 700) as usize;
                 let value: Vec<u8> = (0..length).map(|_| random.next() as u8).collect();
+                if pattern == "each group packed into one value" {
+                    logical += value.len() as u64;
+                    packed_group.extend_from_slice(&value);
+                    continue;
+                }
                 let mut key = vec![b'd'];
                 if pattern == "values under random keys" {
                     key.extend_from_slice(&random.next().to_be_bytes());
@@ -599,6 +613,29 @@ fn sled_space_experiment(count: usize) {
                     logical += index_key.len() as u64;
                     batch.insert(index_key, &[][..]);
                 }
+            }
+            if pattern == "values moved into 128-value packs" {
+                const PACK: u64 = 128;
+                // Packs only values of earlier groups: this group's are not applied yet.
+                while sealed + PACK <= seq - 13 {
+                    let mut pack = Vec::new();
+                    for packed_seq in sealed + 1..=sealed + PACK {
+                        let mut key = vec![b'd'];
+                        key.extend_from_slice(&packed_seq.to_be_bytes());
+                        pack.extend_from_slice(&db.get(&key).expect("get").expect("value"));
+                        batch.remove(key);
+                    }
+                    let mut key = vec![b'p'];
+                    key.extend_from_slice(&(sealed + 1).to_be_bytes());
+                    batch.insert(key, pack);
+                    sealed += PACK;
+                }
+            }
+            if !packed_group.is_empty() {
+                let mut key = vec![b'p'];
+                key.extend_from_slice(&group_first_seq.to_be_bytes());
+                logical += key.len() as u64;
+                batch.insert(key, packed_group);
             }
             batch.insert(&b"m/last_seq"[..], &seq.to_be_bytes()[..]);
             db.apply_batch(batch).expect("apply");

@@ -82,6 +82,9 @@ impl Node {
 
 /// Makes glibc's allocator give large blocks back to the system. Call once, first thing.
 ///
+/// The `reportstore` binary allocates with mimalloc, so this governs only what C code (zstd)
+/// takes from glibc, and programs that embed the library with the system allocator.
+///
 /// The trap: glibc raises its mmap threshold to the size of each large block freed, so after
 /// the first Argon2 verification (19 MiB of working memory) such blocks come from the
 /// per-thread heaps instead, and every blocking-pool thread that ran one keeps its heap. Under

@@ -136,11 +136,16 @@ async fn submit(
 
 /// Checks Basic credentials against the stored profile; a verified credential is cached.
 async fn authenticate(state: &AppState, credentials: &BasicCredentials) -> Result<UserRecord> {
-    let store = state.store.clone();
     let user_guid = credentials.user;
-    let user = blocking(move || store.user(&user_guid))
-        .await?
-        .ok_or_else(|| Error::Unauthorized(format!("User {user_guid} unrecognized")))?;
+    let user = match state.store.cached_user(&user_guid) {
+        Some(user) => user,
+        None => {
+            let store = state.store.clone();
+            blocking(move || store.user(&user_guid))
+                .await?
+                .ok_or_else(|| Error::Unauthorized(format!("User {user_guid} unrecognized")))?
+        }
+    };
     if state
         .credentials
         .is_fresh(&user.guid, &user.secret_hash, &credentials.password)

@@ -467,6 +467,7 @@ impl Committer {
         let mut written_in_group: HashMap<Uuid, (u64, [u8; 32])> = HashMap::new();
         let mut derived = DerivedGroup::default();
         let mut group_logical_bytes = 0u64;
+        let mut group_writes_users = false;
         // Commit times never go backwards, even if the wall clock does: "changed since T"
         // reads find their starting seq by binary search over them.
         let committed_at_ms = now_ms().max(self.last_committed_at_ms);
@@ -501,6 +502,7 @@ impl Committer {
                         &mut next_seq,
                         committed_at_ms,
                     );
+                    group_writes_users |= matches!(outcome, Ok(PutUserOutcome::Stored { .. }));
                     replies.push(Reply::User(reply, outcome));
                 }
             }
@@ -534,6 +536,9 @@ impl Committer {
             tracing::error!(%error, group_size, "group commit failed");
             fail_all(replies, &Error::storage("group commit", error));
             return;
+        }
+        if group_writes_users {
+            self.store.forget_cached_users();
         }
         self.last_seq = next_seq;
         self.last_committed_at_ms = committed_at_ms;
@@ -594,6 +599,7 @@ impl Committer {
         let mut next_seq = self.last_seq;
         let mut term = self.term;
         let mut logical_bytes = 0u64;
+        let mut writes_users = false;
         for prepared in &entries {
             let replicated = &prepared.replicated;
             let entry = &replicated.entry;
@@ -628,6 +634,7 @@ impl Committer {
                 }
                 (LogOp::PutUser, _) => {
                     batch.insert(&user_key(&entry.id), replicated.value.as_slice());
+                    writes_users = true;
                 }
             }
             batch.insert(&log_key(entry.seq), &entry.encode()[..]);
@@ -648,6 +655,9 @@ impl Committer {
             .db()
             .apply_batch(batch)
             .map_err(|e| Error::storage("applying replicated entries", e))?;
+        if writes_users {
+            self.store.forget_cached_users();
+        }
         self.last_seq = next_seq;
         self.term = term;
         self.logical_bytes += logical_bytes;

@@ -20,8 +20,10 @@ pub mod committer;
 pub mod derived;
 mod records;
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use uuid::Uuid;
 
@@ -94,7 +96,24 @@ pub struct StoredReport {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    users: Mutex<UserCache>,
 }
+
+/// Parsed Metabase profiles, read through by [`Store::user`]: every legacy submission looks
+/// its submitter up, and a lookup from memory needs no trip to the blocking pool.
+///
+/// Coherent because only the committer writes users and it calls
+/// [`Store::forget_cached_users`] after applying such a write. A reader that read sled before
+/// that call inserts only if `generation` is unchanged, so a stale record is never cached.
+#[derive(Default)]
+struct UserCache {
+    generation: u64,
+    records: HashMap<Uuid, UserRecord>,
+}
+
+/// Profiles kept in [`UserCache`] at most; it is emptied when full (CPAN Testers has a few
+/// thousand active testers).
+const USER_CACHE_CAPACITY: usize = 50_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +168,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            users: Mutex::default(),
         };
         store.check_format()?;
         Ok(store)
@@ -255,8 +275,16 @@ impl Store {
         codec::decompress_fact(&frame, &text).map(Some)
     }
 
-    /// The Metabase user `id`, if registered.
+    /// The Metabase user `id`, if registered. Reads through the in-memory profile cache, so
+    /// it touches the disk only on a miss.
     pub fn user(&self, id: &Uuid) -> Result<Option<UserRecord>> {
+        let generation = {
+            let users = self.users.lock().expect("user cache lock");
+            if let Some(user) = users.records.get(id) {
+                return Ok(Some(user.clone()));
+            }
+            users.generation
+        };
         let Some(bytes) = self
             .db
             .get(user_key(id))
@@ -264,9 +292,31 @@ impl Store {
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| Error::corruption(format!("user {id}"), error.to_string()))
+        let user: UserRecord = serde_json::from_slice(&bytes)
+            .map_err(|error| Error::corruption(format!("user {id}"), error.to_string()))?;
+        let mut users = self.users.lock().expect("user cache lock");
+        if users.generation == generation {
+            if users.records.len() >= USER_CACHE_CAPACITY {
+                users.records.clear();
+            }
+            users.records.insert(*id, user.clone());
+        }
+        Ok(Some(user))
+    }
+
+    /// The Metabase user `id` if [`Store::user`] has it in memory: never touches the disk, so
+    /// async code may call it directly and fall back to `user` on the blocking pool.
+    pub fn cached_user(&self, id: &Uuid) -> Option<UserRecord> {
+        let users = self.users.lock().expect("user cache lock");
+        users.records.get(id).cloned()
+    }
+
+    /// Empties the profile cache. The committer calls it after every applied batch that wrote
+    /// a user; a writer that skipped it would leave readers with the old profile.
+    pub(crate) fn forget_cached_users(&self) {
+        let mut users = self.users.lock().expect("user cache lock");
+        users.generation += 1;
+        users.records.clear();
     }
 
     /// Up to `limit` log entries with `seq > after`, in order.

@@ -319,3 +319,81 @@ async fn legacy_routes_answer_under_every_prefix() {
         format!("/api/v1/guid/{guid}").as_str()
     );
 }
+
+/// Submissions look their profile up in memory; a re-registration that renames the profile
+/// must reach the next report, not the name cached before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_profile_reaches_the_next_report() {
+    use base64::Engine;
+    use reportstore::generator::{ReportGenerator, metabase_register_body};
+
+    let directory = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(directory.path(), &[]);
+    let client = client();
+    let mut generator = ReportGenerator::new(5);
+    let mut tester = generator.testers()[0].clone();
+    let mut testers = generator.testers().to_vec();
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", tester.user_guid, tester.secret))
+    );
+    let register = |body: String| {
+        client
+            .post(format!("{}/api/v1/register", server.base_url))
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    let submit_as_tester = |generator: &mut ReportGenerator,
+                            testers: &[reportstore::generator::Tester]| {
+        let mut report = generator.next_report();
+        report.tester_index = 0;
+        let id = report.id;
+        let body = report.to_metabase_submission(testers);
+        let request = client
+            .post(format!(
+                "{}/api/v1/submit/CPAN-Testers-Report",
+                server.base_url
+            ))
+            .header("Authorization", authorization.clone())
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send();
+        (id, request)
+    };
+    let reporter_name = |id: uuid::Uuid| {
+        let request = client
+            .get(format!("{}/v3/report/{id}", server.base_url))
+            .send();
+        async move {
+            let document: Value = request.await.unwrap().json().await.unwrap();
+            document["reporter"]["name"].as_str().unwrap().to_string()
+        }
+    };
+
+    assert_eq!(
+        register(metabase_register_body(&tester))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let (first, request) = submit_as_tester(&mut generator, &testers);
+    assert_eq!(request.await.unwrap().status(), 201);
+    assert_eq!(reporter_name(first).await, tester.name);
+
+    tester.name = "Renamed Tester".to_string();
+    testers[0] = tester.clone();
+    assert_eq!(
+        register(metabase_register_body(&tester))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let (second, request) = submit_as_tester(&mut generator, &testers);
+    assert_eq!(request.await.unwrap().status(), 201);
+    assert_eq!(reporter_name(second).await, "Renamed Tester");
+    assert_ne!(reporter_name(first).await, "Renamed Tester");
+}

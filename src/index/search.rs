@@ -12,6 +12,7 @@ use std::ops::Range;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use aho_corasick::AhoCorasick;
 use rayon::prelude::*;
 
 use tantivy::schema::{Field, Value};
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use super::collector::{FACET_FIELDS, SearchCollector};
 use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
 use super::schema::{StoredDocument, truncate_on_char_boundary};
-use super::tokenizer::{TokenSpans, is_joiner_token, span_equals_token};
+use super::tokenizer::{TokenSpans, is_joiner_token, restart_offset_before, span_equals_token};
 use super::{SearchIndex, index_error};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -208,6 +209,12 @@ const SNIPPET_CONTEXT_BYTES: usize = 48;
 /// Cuts snippets around the places where the query's terms and phrases match, using the
 /// index's tokenizer: a phrase is highlighted only where its words appear in a row, joiners
 /// included (`Foo::Bar`, not the `Foo` of `Foo/Bar.pm`).
+///
+/// Most of a report's text holds no match, so it is not tokenized: [`SnippetMaker::first_words`]
+/// finds where a sequence's first word occurs (ASCII case-insensitive substring search), and
+/// only the text from the last token boundary before each such place is tokenized, up to the
+/// longest sequence's length of tokens. The matches are the same as tokenizing the whole text
+/// (`candidate_scan_finds_what_a_full_scan_finds`).
 struct SnippetMaker {
     sequences: Vec<HighlightSequence>,
     /// Every distinct token of every sequence; a token's id is its position here.
@@ -215,6 +222,91 @@ struct SnippetMaker {
     /// The same, hashed, for queries with many tokens.
     vocabulary_index: Option<HashMap<String, u32>>,
     longest: usize,
+    /// Finds the first word of every sequence, ignoring ASCII case. `None` when some sequence
+    /// starts with a joiner or a non-ASCII word: then the whole text is tokenized.
+    first_words: Option<AhoCorasick>,
+}
+
+/// Whether `text` holds a character whose lower case is ASCII although it is not, so it may
+/// hold a token that an ASCII case-insensitive search does not find: the Kelvin sign `K` (`k`)
+/// and `İ` (`i̇`), the only two in Unicode. Searched as UTF-8 bytes: decoding the text to look
+/// for them cost more than the whole prefiltered match scan.
+fn has_non_ascii_with_ascii_lowercase(text: &str) -> bool {
+    const KELVIN_SIGN: &[u8] = "\u{212A}".as_bytes();
+    const CAPITAL_I_WITH_DOT: &[u8] = "\u{0130}".as_bytes();
+    let bytes = text.as_bytes();
+    memchr::memchr2_iter(KELVIN_SIGN[0], CAPITAL_I_WITH_DOT[0], bytes).any(|index| {
+        bytes[index..].starts_with(KELVIN_SIGN) || bytes[index..].starts_with(CAPITAL_I_WITH_DOT)
+    })
+}
+
+/// Collects matches from a stream of token spans, as [`SnippetMaker::find_matches`] describes.
+struct MatchScan<'a> {
+    maker: &'a SnippetMaker,
+    matches: Vec<TextMatch>,
+    matches_per_sequence: Vec<usize>,
+    sequences_done: usize,
+    /// The last tokens read, as (vocabulary id, start offset); a token outside the vocabulary
+    /// ends every partial match, so it clears the window.
+    window: VecDeque<(u32, usize)>,
+}
+
+impl<'a> MatchScan<'a> {
+    fn new(maker: &'a SnippetMaker) -> MatchScan<'a> {
+        MatchScan {
+            maker,
+            matches: Vec::new(),
+            matches_per_sequence: vec![0; maker.sequences.len()],
+            sequences_done: 0,
+            window: VecDeque::with_capacity(maker.longest + 1),
+        }
+    }
+
+    /// Reads the token at `span`; true once every sequence has all the matches it keeps.
+    fn read(&mut self, text: &str, span: (usize, usize)) -> bool {
+        let maker = self.maker;
+        let Some(token_id) = maker.token_id(text, span) else {
+            self.window.clear();
+            return false;
+        };
+        self.window.push_back((token_id, span.0));
+        if self.window.len() > maker.longest {
+            self.window.pop_front();
+        }
+        for (sequence_index, sequence) in maker.sequences.iter().enumerate() {
+            let length = sequence.token_ids.len();
+            if self.window.len() < length
+                || self.matches_per_sequence[sequence_index] >= MAX_MATCHES_PER_SEQUENCE
+            {
+                continue;
+            }
+            let first = self.window.len() - length;
+            let matched = self
+                .window
+                .iter()
+                .skip(first)
+                .zip(&sequence.token_ids)
+                .all(|((id, _), wanted)| id == wanted);
+            if !matched {
+                continue;
+            }
+            self.matches.push(TextMatch {
+                range: self.window[first].1..span.1,
+                sequence: sequence_index,
+            });
+            self.matches_per_sequence[sequence_index] += 1;
+            if self.matches_per_sequence[sequence_index] == MAX_MATCHES_PER_SEQUENCE {
+                self.sequences_done += 1;
+            }
+        }
+        self.sequences_done == maker.sequences.len()
+    }
+
+    fn finish(mut self) -> Vec<TextMatch> {
+        self.matches
+            .sort_by_key(|text_match| (text_match.range.start, text_match.range.end));
+        self.matches
+    }
 }
 
 impl SnippetMaker {
@@ -249,7 +341,12 @@ impl SnippetMaker {
                 .collect();
             weighted.push(HighlightSequence { token_ids, weight });
         }
-        let longest = weighted
+        Ok(SnippetMaker::from_sequences(weighted, vocabulary))
+    }
+
+    /// The maker for `sequences`, whose token ids index `vocabulary`.
+    fn from_sequences(sequences: Vec<HighlightSequence>, vocabulary: Vec<String>) -> SnippetMaker {
+        let longest = sequences
             .iter()
             .map(|sequence| sequence.token_ids.len())
             .max()
@@ -261,12 +358,31 @@ impl SnippetMaker {
                 .map(|(id, token)| (token.clone(), id as u32))
                 .collect()
         });
-        Ok(SnippetMaker {
-            sequences: weighted,
+        let first_words: Option<Vec<&str>> = sequences
+            .iter()
+            .map(|sequence| {
+                let first = vocabulary.get(*sequence.token_ids.first()? as usize)?;
+                (first.is_ascii() && !is_joiner_token(first)).then_some(first.as_str())
+            })
+            .collect();
+        let first_words = first_words
+            .filter(|words| !words.is_empty())
+            .and_then(|words| {
+                AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(words)
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "snippet prefilter not built, tokenizing whole texts");
+                })
+                .ok()
+            });
+        SnippetMaker {
+            sequences,
             vocabulary,
             vocabulary_index,
             longest,
-        })
+            first_words,
+        }
     }
 
     /// The vocabulary id of the token at `span`, if it is one of the query's tokens. The
@@ -285,56 +401,66 @@ impl SnippetMaker {
             .map(|position| position as u32)
     }
 
+    /// Where the query's sequences match `text`, in text order: at most
+    /// [`MAX_MATCHES_PER_SEQUENCE`] per sequence, the first ones.
     fn find_matches(&self, text: &str) -> Vec<TextMatch> {
-        let mut matches = Vec::new();
         if self.sequences.is_empty() {
-            return matches;
+            return Vec::new();
         }
-        let mut matches_per_sequence = vec![0usize; self.sequences.len()];
-        let mut sequences_done = 0;
-        // The last tokens read, as (vocabulary id, start offset); a token outside the
-        // vocabulary ends every partial match, so it clears the window.
-        let mut window: VecDeque<(u32, usize)> = VecDeque::with_capacity(self.longest + 1);
-        for span in TokenSpans::new(text) {
-            let Some(token_id) = self.token_id(text, span) else {
-                window.clear();
-                continue;
+        let mut scan = MatchScan::new(self);
+        match &self.first_words {
+            Some(first_words) if !has_non_ascii_with_ascii_lowercase(text) => {
+                self.scan_near_first_words(text, first_words, &mut scan);
+            }
+            _ => {
+                for span in TokenSpans::new(text) {
+                    if scan.read(text, span) {
+                        break;
+                    }
+                }
+            }
+        }
+        scan.finish()
+    }
+
+    /// Tokenizes only around the places where a sequence's first word occurs: from the last
+    /// restart offset before each, until `longest` tokens starting at or after it were read.
+    /// Every match starts with a token at such a place, so it is found; the scan is continuous
+    /// from a restart offset, so the tokens read are those of a whole-text scan.
+    fn scan_near_first_words(&self, text: &str, first_words: &AhoCorasick, scan: &mut MatchScan) {
+        let mut places: Vec<usize> = first_words
+            .find_overlapping_iter(text)
+            .map(|found| found.start())
+            .collect();
+        places.sort_unstable();
+        places.dedup();
+        let mut spans = TokenSpans::new(text);
+        let mut next_place = 0;
+        // Tokens still to read for the places passed so far; 0 means "go to the next place".
+        let mut tokens_left = 0usize;
+        loop {
+            if tokens_left == 0 {
+                let Some(&place) = places.get(next_place) else {
+                    return;
+                };
+                let restart = restart_offset_before(text, place);
+                if restart > spans.position() {
+                    spans = TokenSpans::starting_at(text, restart);
+                    scan.window.clear();
+                }
+            }
+            let Some(span) = spans.next() else {
+                return;
             };
-            window.push_back((token_id, span.0));
-            if window.len() > self.longest {
-                window.pop_front();
+            while places.get(next_place).is_some_and(|&place| place <= span.0) {
+                next_place += 1;
+                tokens_left = self.longest;
             }
-            for (sequence_index, sequence) in self.sequences.iter().enumerate() {
-                let length = sequence.token_ids.len();
-                if window.len() < length
-                    || matches_per_sequence[sequence_index] >= MAX_MATCHES_PER_SEQUENCE
-                {
-                    continue;
-                }
-                let first = window.len() - length;
-                let matched = window
-                    .iter()
-                    .skip(first)
-                    .zip(&sequence.token_ids)
-                    .all(|((id, _), wanted)| id == wanted);
-                if !matched {
-                    continue;
-                }
-                matches.push(TextMatch {
-                    range: window[first].1..span.1,
-                    sequence: sequence_index,
-                });
-                matches_per_sequence[sequence_index] += 1;
-                if matches_per_sequence[sequence_index] == MAX_MATCHES_PER_SEQUENCE {
-                    sequences_done += 1;
-                }
+            if scan.read(text, span) {
+                return;
             }
-            if sequences_done == self.sequences.len() {
-                break;
-            }
+            tokens_left = tokens_left.saturating_sub(1);
         }
-        matches.sort_by_key(|text_match| (text_match.range.start, text_match.range.end));
-        matches
     }
 
     /// The fragment that shows the most (and the rarest) of the query's sequences.
@@ -654,8 +780,8 @@ mod tests {
     #[test]
     fn phrases_match_words_in_a_row_only() {
         let vocabulary: Vec<String> = ["foo", "::", "bar", "inc"].map(str::to_string).to_vec();
-        let maker = SnippetMaker {
-            sequences: vec![
+        let maker = SnippetMaker::from_sequences(
+            vec![
                 HighlightSequence {
                     token_ids: vec![0, 1, 2],
                     weight: 1.0,
@@ -666,9 +792,8 @@ mod tests {
                 },
             ],
             vocabulary,
-            vocabulary_index: None,
-            longest: 3,
-        };
+        );
+        assert!(maker.first_words.is_some());
         let text = "Can't locate Foo/Bar.pm in @INC (you may need to install the Foo::Bar module)";
         let snippet = maker.snippet(text);
         let marked: Vec<String> = snippet
@@ -697,6 +822,120 @@ mod tests {
             snippet.text
         );
         assert!(snippet.html.contains("<b>Foo::Bar</b> here"));
+    }
+
+    /// The maker for `sequences` of tokens (as the tokenizer emits them), weights all 1.
+    fn maker_for(sequences: &[Vec<String>]) -> SnippetMaker {
+        let mut vocabulary: Vec<String> = Vec::new();
+        let sequences = sequences
+            .iter()
+            .map(|tokens| HighlightSequence {
+                token_ids: tokens
+                    .iter()
+                    .map(
+                        |token| match vocabulary.iter().position(|known| known == token) {
+                            Some(position) => position as u32,
+                            None => {
+                                vocabulary.push(token.clone());
+                                vocabulary.len() as u32 - 1
+                            }
+                        },
+                    )
+                    .collect(),
+                weight: 1.0,
+            })
+            .collect();
+        SnippetMaker::from_sequences(sequences, vocabulary)
+    }
+
+    fn full_scan_matches(maker: &SnippetMaker, text: &str) -> Vec<(Range<usize>, usize)> {
+        let mut scan = MatchScan::new(maker);
+        for span in TokenSpans::new(text) {
+            if scan.read(text, span) {
+                break;
+            }
+        }
+        let matches = scan.finish();
+        matches.into_iter().map(|m| (m.range, m.sequence)).collect()
+    }
+
+    #[test]
+    fn candidate_scan_finds_what_a_full_scan_finds() {
+        use crate::generator::ReportGenerator;
+        use crate::index::tokenizer::PerlOutputTokenizer;
+        use tantivy::tokenizer::{TokenStream, Tokenizer};
+
+        let tokens_of = |text: &str| -> Vec<String> {
+            let mut tokenizer = PerlOutputTokenizer::default();
+            let mut stream = tokenizer.token_stream(text);
+            let mut tokens = Vec::new();
+            while stream.advance() {
+                tokens.push(stream.token().text.clone());
+            }
+            tokens
+        };
+        let mut texts: Vec<String> = Vec::new();
+        let mut generator = ReportGenerator::new(17);
+        for _ in 0..60 {
+            texts.push(generator.next_report().textreport);
+        }
+        texts.push("PERL_DL_NONLAZY=1 \"/usr/bin/perl\" \"-MExtUtils::Command::MM\" \"-MTest::Harness\" -e 1".to_string());
+        texts.push(format!(
+            "{}Foo::Bar {}-Foo::Bar ..Foo::Bar",
+            "x".repeat(150),
+            "y".repeat(120)
+        ));
+        texts.push(
+            "caf\u{e9}Foo::Bar \u{212A}ey Key KEY \u{e9}l\u{e8}ve Foo::Bar::Baz FOO::bar"
+                .to_string(),
+        );
+        texts.push(
+            "Foo:::Bar Foo::::Bar Foo :: Bar foo::bar\nFoo\n::Bar t/02-basic.t ok".to_string(),
+        );
+
+        let mut compared = 0;
+        let mut with_matches = 0;
+        for (text_index, text) in texts.iter().enumerate() {
+            let tokens = tokens_of(text);
+            if tokens.is_empty() {
+                continue;
+            }
+            // Queries made of the text's own tokens: single words, runs of two to four tokens
+            // (joiners included), a run starting with a joiner, and a word absent from the text.
+            let pick = |salt: usize| (text_index * 7919 + salt * 104_729) % tokens.len();
+            let mut queries: Vec<Vec<Vec<String>>> = Vec::new();
+            for salt in 0..6 {
+                let start = pick(salt);
+                let length = 1 + salt % 4;
+                let run: Vec<String> = tokens[start..(start + length).min(tokens.len())].to_vec();
+                queries.push(vec![run.clone()]);
+                queries.push(vec![run, vec![tokens[pick(salt + 11)].clone()]]);
+            }
+            queries.push(vec![vec!["::".to_string(), "bar".to_string()]]);
+            queries.push(vec![vec!["key".to_string()]]);
+            queries.push(vec![vec![
+                "foo".to_string(),
+                "::".to_string(),
+                "bar".to_string(),
+            ]]);
+            queries.push(vec![vec!["zzyzx".to_string()], vec!["the".to_string()]]);
+            for query in queries {
+                let maker = maker_for(&query);
+                let candidate: Vec<(Range<usize>, usize)> = maker
+                    .find_matches(text)
+                    .into_iter()
+                    .map(|m| (m.range, m.sequence))
+                    .collect();
+                let full = full_scan_matches(&maker, text);
+                assert_eq!(candidate, full, "query {query:?} on text {text_index}");
+                compared += 1;
+                with_matches += usize::from(!full.is_empty());
+            }
+        }
+        assert!(
+            compared > 500 && with_matches > 300,
+            "{compared} compared, {with_matches} with matches"
+        );
     }
 
     #[test]

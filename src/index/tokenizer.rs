@@ -69,12 +69,46 @@ pub struct TokenSpans<'a> {
 impl<'a> TokenSpans<'a> {
     /// The spans of `text`.
     pub fn new(text: &'a str) -> TokenSpans<'a> {
+        TokenSpans::starting_at(text, 0)
+    }
+
+    /// The spans of `text` from byte `offset` on, the same as [`TokenSpans::new`] gives there.
+    ///
+    /// The trap: that holds only where no token runs across `offset`. Pass 0 or an offset from
+    /// [`restart_offset_before`]; from anywhere else the first tokens may be cut or a joiner
+    /// lost.
+    pub fn starting_at(text: &'a str, offset: usize) -> TokenSpans<'a> {
         TokenSpans {
             text,
-            cursor: 0,
+            cursor: offset.min(text.len()),
             pending_joiner: None,
         }
     }
+
+    /// The byte offset scanning resumes at: every token that starts before it has been
+    /// returned, except a pending joiner.
+    pub fn position(&self) -> usize {
+        self.cursor
+    }
+}
+
+/// The last offset at or before `position` where [`TokenSpans::starting_at`] may start: an
+/// ASCII character that is neither a word nor a joiner character, so no token (word, joiner,
+/// or the joiner between two words) runs across it. 0 when there is none.
+pub fn restart_offset_before(text: &str, position: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut offset = position.min(bytes.len());
+    while offset > 0 {
+        if let Some(&byte) = bytes.get(offset)
+            && byte.is_ascii()
+            && !is_word_char(char::from(byte))
+            && !is_joiner_char(char::from(byte))
+        {
+            return offset;
+        }
+        offset -= 1;
+    }
+    0
 }
 
 /// Whether the token at `span` of `text` is `lowercase_token` (a token as the tokenizer

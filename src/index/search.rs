@@ -240,6 +240,15 @@ fn has_non_ascii_with_ascii_lowercase(text: &str) -> bool {
     })
 }
 
+/// Tokenizes all of `text` into `scan`, until it has all the matches it keeps.
+fn scan_whole_text(text: &str, scan: &mut MatchScan) {
+    for span in TokenSpans::new(text) {
+        if scan.read(text, span) {
+            return;
+        }
+    }
+}
+
 /// Collects matches from a stream of token spans, as [`SnippetMaker::find_matches`] describes.
 struct MatchScan<'a> {
     maker: &'a SnippetMaker,
@@ -316,7 +325,6 @@ impl SnippetMaker {
         sequences: Vec<Vec<String>>,
     ) -> Result<SnippetMaker> {
         let mut weighted = Vec::with_capacity(sequences.len());
-        let mut vocabulary: Vec<String> = Vec::new();
         'sequences: for tokens in sequences {
             let mut weight: f32 = 0.0;
             for token in tokens.iter().filter(|token| !is_joiner_token(token)) {
@@ -329,23 +337,30 @@ impl SnippetMaker {
                 }
                 weight = weight.max(1.0 / (1.0 + document_frequency as f32));
             }
-            let token_ids = tokens
-                .into_iter()
-                .map(|token| {
-                    let position = vocabulary.iter().position(|known| *known == token);
-                    position.unwrap_or_else(|| {
-                        vocabulary.push(token);
-                        vocabulary.len() - 1
-                    }) as u32
-                })
-                .collect();
-            weighted.push(HighlightSequence { token_ids, weight });
+            weighted.push((tokens, weight));
         }
-        Ok(SnippetMaker::from_sequences(weighted, vocabulary))
+        Ok(SnippetMaker::from_weighted_sequences(weighted))
     }
 
-    /// The maker for `sequences`, whose token ids index `vocabulary`.
-    fn from_sequences(sequences: Vec<HighlightSequence>, vocabulary: Vec<String>) -> SnippetMaker {
+    /// The maker for `sequences` of tokens (as the tokenizer emits them) with their weights.
+    fn from_weighted_sequences(weighted: Vec<(Vec<String>, f32)>) -> SnippetMaker {
+        let mut vocabulary: Vec<String> = Vec::new();
+        let sequences = weighted
+            .into_iter()
+            .map(|(tokens, weight)| {
+                let token_ids = tokens
+                    .into_iter()
+                    .map(|token| {
+                        let position = vocabulary.iter().position(|known| *known == token);
+                        position.unwrap_or_else(|| {
+                            vocabulary.push(token);
+                            vocabulary.len() - 1
+                        }) as u32
+                    })
+                    .collect();
+                HighlightSequence { token_ids, weight }
+            })
+            .collect::<Vec<HighlightSequence>>();
         let longest = sequences
             .iter()
             .map(|sequence| sequence.token_ids.len())
@@ -412,13 +427,7 @@ impl SnippetMaker {
             Some(first_words) if !has_non_ascii_with_ascii_lowercase(text) => {
                 self.scan_near_first_words(text, first_words, &mut scan);
             }
-            _ => {
-                for span in TokenSpans::new(text) {
-                    if scan.read(text, span) {
-                        break;
-                    }
-                }
-            }
+            _ => scan_whole_text(text, &mut scan),
         }
         scan.finish()
     }
@@ -779,20 +788,11 @@ mod tests {
 
     #[test]
     fn phrases_match_words_in_a_row_only() {
-        let vocabulary: Vec<String> = ["foo", "::", "bar", "inc"].map(str::to_string).to_vec();
-        let maker = SnippetMaker::from_sequences(
-            vec![
-                HighlightSequence {
-                    token_ids: vec![0, 1, 2],
-                    weight: 1.0,
-                },
-                HighlightSequence {
-                    token_ids: vec![3],
-                    weight: 0.5,
-                },
-            ],
-            vocabulary,
-        );
+        let tokens = |words: &[&str]| words.iter().map(|word| word.to_string()).collect();
+        let maker = SnippetMaker::from_weighted_sequences(vec![
+            (tokens(&["foo", "::", "bar"]), 1.0),
+            (tokens(&["inc"]), 0.5),
+        ]);
         assert!(maker.first_words.is_some());
         let text = "Can't locate Foo/Bar.pm in @INC (you may need to install the Foo::Bar module)";
         let snippet = maker.snippet(text);
@@ -824,37 +824,9 @@ mod tests {
         assert!(snippet.html.contains("<b>Foo::Bar</b> here"));
     }
 
-    /// The maker for `sequences` of tokens (as the tokenizer emits them), weights all 1.
-    fn maker_for(sequences: &[Vec<String>]) -> SnippetMaker {
-        let mut vocabulary: Vec<String> = Vec::new();
-        let sequences = sequences
-            .iter()
-            .map(|tokens| HighlightSequence {
-                token_ids: tokens
-                    .iter()
-                    .map(
-                        |token| match vocabulary.iter().position(|known| known == token) {
-                            Some(position) => position as u32,
-                            None => {
-                                vocabulary.push(token.clone());
-                                vocabulary.len() as u32 - 1
-                            }
-                        },
-                    )
-                    .collect(),
-                weight: 1.0,
-            })
-            .collect();
-        SnippetMaker::from_sequences(sequences, vocabulary)
-    }
-
     fn full_scan_matches(maker: &SnippetMaker, text: &str) -> Vec<(Range<usize>, usize)> {
         let mut scan = MatchScan::new(maker);
-        for span in TokenSpans::new(text) {
-            if scan.read(text, span) {
-                break;
-            }
-        }
+        scan_whole_text(text, &mut scan);
         let matches = scan.finish();
         matches.into_iter().map(|m| (m.range, m.sequence)).collect()
     }
@@ -920,7 +892,9 @@ mod tests {
             ]]);
             queries.push(vec![vec!["zzyzx".to_string()], vec!["the".to_string()]]);
             for query in queries {
-                let maker = maker_for(&query);
+                let maker = SnippetMaker::from_weighted_sequences(
+                    query.iter().map(|tokens| (tokens.clone(), 1.0)).collect(),
+                );
                 let candidate: Vec<(Range<usize>, usize)> = maker
                     .find_matches(text)
                     .into_iter()

@@ -834,18 +834,8 @@ mod tests {
     #[test]
     fn candidate_scan_finds_what_a_full_scan_finds() {
         use crate::generator::ReportGenerator;
-        use crate::index::tokenizer::PerlOutputTokenizer;
-        use tantivy::tokenizer::{TokenStream, Tokenizer};
+        use crate::index::tokenizer::token_texts;
 
-        let tokens_of = |text: &str| -> Vec<String> {
-            let mut tokenizer = PerlOutputTokenizer::default();
-            let mut stream = tokenizer.token_stream(text);
-            let mut tokens = Vec::new();
-            while stream.advance() {
-                tokens.push(stream.token().text.clone());
-            }
-            tokens
-        };
         let mut texts: Vec<String> = Vec::new();
         let mut generator = ReportGenerator::new(17);
         for _ in 0..60 {
@@ -868,7 +858,7 @@ mod tests {
         let mut compared = 0;
         let mut with_matches = 0;
         for (text_index, text) in texts.iter().enumerate() {
-            let tokens = tokens_of(text);
+            let tokens = token_texts(text);
             if tokens.is_empty() {
                 continue;
             }

@@ -372,28 +372,16 @@ async fn a_renamed_profile_reaches_the_next_report() {
         }
     };
 
-    assert_eq!(
-        register(metabase_register_body(&tester))
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    let (first, request) = submit_as_tester(&mut generator, &testers);
-    assert_eq!(request.await.unwrap().status(), 201);
-    assert_eq!(reporter_name(first).await, tester.name);
-
-    tester.name = "Renamed Tester".to_string();
-    testers[0] = tester.clone();
-    assert_eq!(
-        register(metabase_register_body(&tester))
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    let (second, request) = submit_as_tester(&mut generator, &testers);
-    assert_eq!(request.await.unwrap().status(), 201);
-    assert_eq!(reporter_name(second).await, "Renamed Tester");
-    assert_ne!(reporter_name(first).await, "Renamed Tester");
+    let mut reports = Vec::new();
+    for name in [tester.name.clone(), "Renamed Tester".to_string()] {
+        tester.name = name.clone();
+        testers[0] = tester.clone();
+        let response = register(metabase_register_body(&tester)).await.unwrap();
+        assert_eq!(response.status(), 201);
+        let (id, request) = submit_as_tester(&mut generator, &testers);
+        assert_eq!(request.await.unwrap().status(), 201);
+        assert_eq!(reporter_name(id).await, name);
+        reports.push(id);
+    }
+    assert_ne!(reporter_name(reports[0]).await, "Renamed Tester");
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{ServerProcess, client, fixture, last_seq};
+use crate::support::{ServerProcess, client, fixture, get_json, last_seq};
 
 /// The replay order of the fixtures' README, with the status our server must answer. It
 /// differs from the capture server's once: `space-in-secret-04` is accepted, because we read
@@ -238,18 +238,15 @@ async fn real_client_requests_are_accepted_and_stored_faithfully() {
 
     // The reporter of the mojibake fixture's profile, and a double-encoded name, decode.
     let (core, _) = fixture("first-contact-04-submit-pass").submission_levels();
-    let document: Value = client
-        .get(format!(
+    let document: Value = get_json(
+        &client,
+        format!(
             "{}/v3/report/{}",
             server.base_url,
             core["guid"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(document["reporter"]["name"], "Fixture Tester");
     assert_eq!(document["reporter"]["email"], "fixture@example.invalid");
 
@@ -362,14 +359,9 @@ async fn a_renamed_profile_reaches_the_next_report() {
             .send();
         (id, request)
     };
-    let reporter_name = |id: uuid::Uuid| {
-        let request = client
-            .get(format!("{}/v3/report/{id}", server.base_url))
-            .send();
-        async move {
-            let document: Value = request.await.unwrap().json().await.unwrap();
-            document["reporter"]["name"].as_str().unwrap().to_string()
-        }
+    let reporter_name = async |id: uuid::Uuid| {
+        let document = get_json(&client, format!("{}/v3/report/{id}", server.base_url)).await;
+        document["reporter"]["name"].as_str().unwrap().to_string()
     };
 
     let mut reports = Vec::new();

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::support::{InProcessServer, client};
+use crate::support::{InProcessServer, client, get_json};
 
 fn sample_value(parameter: &str) -> &'static str {
     match parameter {
@@ -73,14 +73,7 @@ async fn the_description_and_the_router_agree() {
     let directory = tempfile::tempdir().unwrap();
     let server = InProcessServer::start_in(directory.path()).await;
     let client = client();
-    let document: Value = client
-        .get(format!("{}/openapi.json", server.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value = get_json(&client, format!("{}/openapi.json", server.base_url)).await;
     assert_eq!(document["openapi"], "3.1.0");
     assert!(
         document["components"]["schemas"]["Report"]["properties"]["result"].is_object(),

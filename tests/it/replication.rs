@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reportstore::generator::ReportGenerator;
 use serde_json::Value;
 
-use crate::support::{ServerProcess, binary, check_store, client, fixture, health};
+use crate::support::{ServerProcess, binary, check_store, client, fixture, get_json, health};
 
 const TOKEN: &str = "replication-test-token";
 
@@ -170,14 +170,11 @@ async fn followers_converge_under_load_survive_sigkill_and_bootstrap_from_empty(
     }
 
     // The leader knows its followers.
-    let status: Value = client
-        .get(format!("{}/replication/v1/status", leader.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(
+        &client,
+        format!("{}/replication/v1/status", leader.base_url),
+    )
+    .await;
     let followers = status["followers"].as_array().unwrap();
     assert!(followers.len() >= 3, "{status}");
     for entry in followers

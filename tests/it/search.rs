@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{
-    InProcessServer, ServerProcess, check_store, client, fixture, health, last_seq,
+    InProcessServer, ServerProcess, check_store, client, fixture, get_json, health, last_seq,
 };
 use crate::v3::sample_report;
 
@@ -228,14 +228,7 @@ struct Stored {
 async fn stored_reports(client: &reqwest::Client, base_url: &str, ids: &[String]) -> Vec<Stored> {
     let mut reports = Vec::new();
     for id in ids {
-        let document: Value = client
-            .get(format!("{base_url}/v3/report/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let document: Value = get_json(client, format!("{base_url}/v3/report/{id}")).await;
         let text_at = |pointer: &str| {
             document
                 .pointer(pointer)

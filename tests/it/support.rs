@@ -174,14 +174,12 @@ pub fn client() -> reqwest::Client {
 
 /// `GET /health` as JSON.
 pub async fn health(client: &reqwest::Client, base_url: &str) -> Value {
-    client
-        .get(format!("{base_url}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(client, format!("{base_url}/health")).await
+}
+
+/// `GET url` as JSON (panics on a transport error or a body that is not JSON).
+pub async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// The Prometheus text of `/metrics`.

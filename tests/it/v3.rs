@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::support::{InProcessServer, ServerProcess, client, last_seq};
+use crate::support::{InProcessServer, ServerProcess, client, get_json, last_seq};
 
 /// A valid v3 report.
 pub fn sample_report(grade: &str, text: &str) -> Value {
@@ -152,14 +152,7 @@ async fn v3_reports_round_trip_with_ids_caching_and_idempotency() {
         response.json::<Value>().await.unwrap(),
         json!([collector_id])
     );
-    let stored: Value = client
-        .get(format!("{base}/v3/report/{collector_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = get_json(&client, format!("{base}/v3/report/{collector_id}")).await;
     assert_eq!(stored["result"]["grade"], "na");
 
     // Unknown ids: 404 in the v3 error shape.

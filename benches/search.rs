@@ -10,7 +10,8 @@
 //!    reports/s, and how far behind it ends); size of the index on disk;
 //! 3. latency of a fixed query set, `BENCH_SEARCH_ITERATIONS` runs each (default 200):
 //!    `direct` is the same tantivy query with `(TopDocs, Count)` (aggregations for the
-//!    facet-only query), `library` is `SearchIndex::search` (facets, cursor, hits and snippets
+//!    facet-only query) on tantivy's default single-threaded search, `dirMT` the same with the
+//!    segments collected on as many threads as the library's search uses, `library` is `SearchIndex::search` (facets, cursor, hits and snippets
 //!    read from sled), `http` is `GET /v3/search` on a server process;
 //! 4. freshness: an open-loop stream of `BENCH_FRESHNESS_RATE` v3 reports/s (default 1000) for
 //!    `BENCH_FRESHNESS_SECS` (default 20) against that server, while `/health` is polled every
@@ -35,7 +36,8 @@ use reportstore::store::{Protocol, Store, StoreConfig};
 use tantivy::aggregation::AggregationCollector;
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::collector::{Count, TopDocs};
-use tantivy::{DateTime, Order};
+use tantivy::query::EnableScoring;
+use tantivy::{DateTime, Executor, Order};
 
 mod common;
 
@@ -218,6 +220,8 @@ struct QueryFigures {
     name: &'static str,
     total: u64,
     direct: Vec<Duration>,
+    /// `direct` with segments collected on as many threads as the library's search uses.
+    direct_threads: Vec<Duration>,
     /// The same query with the answer's other parts done by tantivy's own components: facet
     /// counts as terms aggregations, and the page's stored documents read.
     direct_full: Vec<Duration>,
@@ -235,6 +239,50 @@ fn facet_aggregations() -> Aggregations {
     .expect("aggregation request")
 }
 
+/// The benchmark's `direct` query: `(TopDocs, Count)` in the request's order, or `Count` and the
+/// facets as terms aggregations for a page of no hits, on `executor`.
+fn run_direct(
+    search_index: &SearchIndex,
+    request: &SearchRequest,
+    query: &dyn tantivy::query::Query,
+    executor: &Executor,
+) {
+    let searcher = search_index.searcher();
+    let limit = request.limit;
+    let scoring = if limit > 0 && request.sort == SortOrder::Relevance {
+        EnableScoring::enabled_from_searcher(&searcher)
+    } else {
+        EnableScoring::disabled_from_searcher(&searcher)
+    };
+    if limit == 0 {
+        let collector = (
+            Count,
+            AggregationCollector::from_aggs(facet_aggregations(), Default::default()),
+        );
+        let _ = searcher
+            .search_with_executor(query, &collector, executor, scoring)
+            .expect("search");
+        return;
+    }
+    match request.sort {
+        SortOrder::Relevance => {
+            let collector = (TopDocs::with_limit(limit).order_by_score(), Count);
+            let _ = searcher
+                .search_with_executor(query, &collector, executor, scoring)
+                .expect("search");
+        }
+        SortOrder::Newest => {
+            let collector = (
+                TopDocs::with_limit(limit).order_by_fast_field::<DateTime>("created", Order::Desc),
+                Count,
+            );
+            let _ = searcher
+                .search_with_executor(query, &collector, executor, scoring)
+                .expect("search");
+        }
+    }
+}
+
 /// Direct (tantivy) and library latencies of the query set.
 fn measure_in_process(
     search_index: &SearchIndex,
@@ -242,6 +290,10 @@ fn measure_in_process(
     iterations: usize,
 ) -> Vec<QueryFigures> {
     let fields = search_index.fields();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .min(4);
+    let search_threads = Executor::multi_thread(threads, "bench-direct-").expect("threads");
     let mut figures = Vec::new();
     for (name, parameters) in QUERIES {
         let request =
@@ -249,29 +301,15 @@ fn measure_in_process(
         let query = request.to_query(&fields);
         let limit = request.limit;
         let direct = measure(iterations, || {
-            let searcher = search_index.searcher();
-            if limit == 0 {
-                let collector = (
-                    Count,
-                    AggregationCollector::from_aggs(facet_aggregations(), Default::default()),
-                );
-                let _ = searcher.search(query.as_ref(), &collector).expect("search");
-                return;
-            }
-            match request.sort {
-                SortOrder::Relevance => {
-                    let collector = (TopDocs::with_limit(limit).order_by_score(), Count);
-                    let _ = searcher.search(query.as_ref(), &collector).expect("search");
-                }
-                SortOrder::Newest => {
-                    let collector = (
-                        TopDocs::with_limit(limit)
-                            .order_by_fast_field::<DateTime>("created", Order::Desc),
-                        Count,
-                    );
-                    let _ = searcher.search(query.as_ref(), &collector).expect("search");
-                }
-            }
+            run_direct(
+                search_index,
+                &request,
+                query.as_ref(),
+                &Executor::SingleThread,
+            );
+        });
+        let direct_threads = measure(iterations, || {
+            run_direct(search_index, &request, query.as_ref(), &search_threads);
         });
         let direct_full = measure(iterations, || {
             let searcher = search_index.searcher();
@@ -316,6 +354,7 @@ fn measure_in_process(
             name,
             total,
             direct,
+            direct_threads,
             direct_full,
             library,
             http: Vec::new(),
@@ -683,6 +722,10 @@ fn measure_and_report(
         .map_or(Duration::ZERO, |figure| percentile(&figure.http, 0.99));
     let over_ratio = within_ratio_verdict(&figures, |figure| &figure.direct);
     println!(
+        "http p99 within 1.5x of direct on as many threads as the search uses (MT): {}",
+        within_ratio_verdict(&figures, |figure| &figure.direct_threads)
+    );
+    println!(
         "http p99 within 1.5x of tantivy doing the same answer's parts (+facets): {}",
         within_ratio_verdict(&figures, |figure| &figure.direct_full)
     );
@@ -772,17 +815,20 @@ fn report_freshness(
 
 fn print_latencies(figures: &[QueryFigures], iterations: usize) {
     println!(
-        "\nquery latency, {iterations} runs each (ms); direct = tantivy (TopDocs + Count, or Count + terms \
-         aggregations for facet-only); +facets = the same plus the four facets as tantivy terms aggregations and \
+        "\nquery latency, {iterations} runs each (ms); direct = tantivy's default search (one thread: TopDocs + \
+         Count, or Count + terms aggregations for facet-only); dirMT = the same with the segments collected on \
+         as many threads as the library's search uses; +facets = the same plus the four facets as tantivy terms aggregations and \
          the page's stored documents; library = SearchIndex::search (facets, cursor, hits and snippets from sled); \
          http = GET /v3/search"
     );
     println!(
-        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12}",
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12}",
         "query",
         "total",
         "direct50",
         "direct99",
+        "dirMT50",
+        "dirMT99",
         "+facet50",
         "+facet99",
         "lib50",
@@ -790,18 +836,22 @@ fn print_latencies(figures: &[QueryFigures], iterations: usize) {
         "http50",
         "http99",
         "http99/dir99",
+        "http99/MT99",
         "http99/+fac99"
     );
     for figure in figures {
         let direct_p99 = percentile(&figure.direct, 0.99);
         let http_p99 = percentile(&figure.http, 0.99);
         let direct_full_p99 = percentile(&figure.direct_full, 0.99);
+        let direct_threads_p99 = percentile(&figure.direct_threads, 0.99);
         println!(
-            "{:<30} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>12.2}",
+            "{:<30} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>12.2} {:>12.2}",
             figure.name,
             figure.total,
             milliseconds(percentile(&figure.direct, 0.5)),
             milliseconds(direct_p99),
+            milliseconds(percentile(&figure.direct_threads, 0.5)),
+            milliseconds(direct_threads_p99),
             milliseconds(percentile(&figure.direct_full, 0.5)),
             milliseconds(direct_full_p99),
             milliseconds(percentile(&figure.library, 0.5)),
@@ -809,6 +859,7 @@ fn print_latencies(figures: &[QueryFigures], iterations: usize) {
             milliseconds(percentile(&figure.http, 0.5)),
             milliseconds(http_p99),
             http_p99.as_secs_f64() / direct_p99.as_secs_f64().max(1e-9),
+            http_p99.as_secs_f64() / direct_threads_p99.as_secs_f64().max(1e-9),
             http_p99.as_secs_f64() / direct_full_p99.as_secs_f64().max(1e-9),
         );
     }

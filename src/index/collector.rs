@@ -13,9 +13,8 @@
 //! counted ordinal to a string per segment and merging by string cost more than the rest of a
 //! large search (a `dist` facet has thousands of values in each of a dozen segments).
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tantivy::collector::{Collector, SegmentCollector};
@@ -27,33 +26,6 @@ use super::query::{SortKey, SortOrder};
 
 /// The facet fields, in the order of [`SearchFruit::facets`].
 pub const FACET_FIELDS: [&str; 4] = ["grade", "osname", "perl", "dist"];
-
-/// FNV-1a: facet value ids are merged by the thousand per search, where the standard SipHash
-/// (built to resist collision attacks on untrusted keys) costs more than the merge itself. The
-/// keys here are the interner's own ids.
-#[derive(Default)]
-struct FnvHasher(u64);
-
-impl Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for byte in bytes {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-type FacetMap = HashMap<u32, u64, BuildHasherDefault<FnvHasher>>;
 
 /// An ordinal whose value could not be interned (never expected; counted nowhere).
 const NO_FACET_ID: u32 = u32::MAX;
@@ -260,16 +232,15 @@ impl Ord for RankedDoc {
 pub struct SearchSegmentCollector {
     segment_ord: SegmentOrdinal,
     sort: SortOrder,
-    keep: usize,
     after: Option<SortKey>,
     snapshot_seq: u64,
     seq_column: Column<u64>,
     created_column: Column<DateTime>,
     facet_columns: Vec<Option<Column<u64>>>,
     facet_tables: Option<Arc<SegmentFacetTables>>,
-    facet_counts: Vec<Vec<u32>>,
-    /// A min-heap of the best hits so far: its top is the worst kept hit.
-    best: BinaryHeap<Reverse<RankedDoc>>,
+    facet_counts: Vec<OrdinalCounts>,
+    /// The best hits so far (see [`SearchSegmentCollector::rank`]).
+    best: TopCandidates,
     seq_buffer: Vec<Option<u64>>,
     created_buffer: Vec<Option<DateTime>>,
     ordinal_buffers: Vec<Vec<Option<u64>>>,
@@ -312,9 +283,9 @@ impl Collector for SearchCollector {
                 .as_ref()
                 .map_or(0, |tables| tables.ids[field_index].len());
             facet_counts.push(if column.is_some() {
-                zeroed_count_buffer(values)
+                OrdinalCounts::zeroed(values)
             } else {
-                Vec::new()
+                OrdinalCounts::default()
             });
             facet_columns.push(column);
         }
@@ -325,7 +296,6 @@ impl Collector for SearchCollector {
         Ok(SearchSegmentCollector {
             segment_ord,
             sort: self.sort,
-            keep: self.keep,
             after: self.after,
             snapshot_seq: self.snapshot_seq,
             seq_column,
@@ -333,7 +303,7 @@ impl Collector for SearchCollector {
             facet_columns,
             facet_tables,
             facet_counts,
-            best: BinaryHeap::with_capacity(self.keep + 1),
+            best: TopCandidates::new(self.keep),
             seq_buffer: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
             created_buffer: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
             ordinal_buffers: vec![
@@ -352,42 +322,77 @@ impl Collector for SearchCollector {
     }
 
     fn merge_fruits(&self, segment_fruits: Vec<SegmentFruit>) -> tantivy::Result<SearchFruit> {
-        let mut fruit = SearchFruit::default();
-        let mut facet_maps: Vec<FacetMap> = (0..FACET_FIELDS.len())
-            .map(|field_index| {
-                let largest = segment_fruits
-                    .iter()
-                    .map(|fruit| fruit.facets.get(field_index).map_or(0, Vec::len))
-                    .max();
-                FacetMap::with_capacity_and_hasher(largest.unwrap_or(0) * 2, Default::default())
-            })
-            .collect();
+        let mut fruit = SearchFruit {
+            facets: (0..FACET_FIELDS.len())
+                .map(|field_index| {
+                    merge_facet_counts(
+                        segment_fruits
+                            .iter()
+                            .filter_map(|segment_fruit| segment_fruit.facets.get(field_index)),
+                    )
+                })
+                .collect(),
+            ..SearchFruit::default()
+        };
         for segment_fruit in segment_fruits {
             fruit.total += segment_fruit.total;
             fruit.after_cursor += segment_fruit.after_cursor;
             fruit.top.extend(segment_fruit.top);
-            for (map, values) in facet_maps.iter_mut().zip(segment_fruit.facets) {
-                for (value, count) in values {
-                    *map.entry(value).or_default() += count;
-                }
-            }
         }
         fruit
             .top
             .sort_by(|left, right| right.0.rank_cmp(&left.0).then(left.1.cmp(&right.1)));
         fruit.top.truncate(self.keep);
-        fruit.facets = facet_maps
-            .into_iter()
-            .map(|map| map.into_iter().collect())
-            .collect();
         Ok(fruit)
     }
 }
 
 thread_local! {
-    /// Facet count arrays of finished segment collections, for the next search on this thread:
-    /// a `dist` array has thousands of entries per segment, and fresh zeroed memory for every
-    /// segment of every search cost more than counting a small result.
+    /// Per interned id, the counts being merged; all zero between searches (see
+    /// [`merge_facet_counts`]).
+    static MERGED_COUNTS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A merge array longer than this (interned values of one facet) is not kept.
+const KEPT_MERGED_COUNTS_LENGTH: usize = 1 << 22;
+
+/// Sums the segments' `(interned id, count)` lists of one facet by id.
+///
+/// Interned ids are small and dense, so the sums go into an array indexed by id (kept per
+/// thread, zeroed entry by entry as it is read) rather than a hash map: merging a `dist`
+/// facet's thousands of values from each of a dozen segments was a hash map's worth of
+/// lookups per value.
+fn merge_facet_counts<'a>(segments: impl Iterator<Item = &'a Vec<(u32, u64)>>) -> Vec<(u32, u64)> {
+    MERGED_COUNTS.with(|merged| {
+        let mut sums = merged.borrow_mut();
+        let mut touched: Vec<u32> = Vec::new();
+        for values in segments {
+            for (id, count) in values.iter().filter(|(_, count)| *count > 0) {
+                let index = *id as usize;
+                if index >= sums.len() {
+                    sums.resize(index + 1, 0);
+                }
+                if sums[index] == 0 {
+                    touched.push(*id);
+                }
+                sums[index] += count;
+            }
+        }
+        let summed = touched
+            .into_iter()
+            .map(|id| (id, std::mem::take(&mut sums[id as usize])))
+            .collect();
+        if sums.len() > KEPT_MERGED_COUNTS_LENGTH {
+            *sums = Vec::new();
+        }
+        summed
+    })
+}
+
+thread_local! {
+    /// Facet count arrays of finished segment collections, all zero again, for the next
+    /// search on this thread: a `dist` array has thousands of entries per segment, and fresh
+    /// zeroed memory for every segment of every search cost more than counting a small result.
     static COUNT_BUFFERS: std::cell::RefCell<Vec<Vec<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -395,30 +400,67 @@ thread_local! {
 const KEPT_COUNT_BUFFERS: usize = 32;
 const KEPT_COUNT_BUFFER_LENGTH: usize = 1 << 20;
 
-fn zeroed_count_buffer(length: usize) -> Vec<u32> {
-    let mut buffer = COUNT_BUFFERS
-        .with(|buffers| buffers.borrow_mut().pop())
-        .unwrap_or_default();
-    buffer.clear();
-    buffer.resize(length, 0);
-    buffer
+/// Per-ordinal counts of one facet in one segment, with the ordinals counted so far.
+///
+/// Only the touched ordinals are read at harvest and zeroed afterwards, so neither reading nor
+/// zeroing costs the whole array: a search matching a few thousand reports touches a few
+/// hundred of a segment's thousands of `dist` values.
+#[derive(Default)]
+struct OrdinalCounts {
+    /// Indexed by segment term ordinal. All zero when handed out and when given back.
+    counts: Vec<u32>,
+    /// The ordinals whose count is not zero, in the order first counted.
+    touched: Vec<u32>,
 }
 
-fn return_count_buffer(buffer: Vec<u32>) {
-    if buffer.capacity() == 0 || buffer.capacity() > KEPT_COUNT_BUFFER_LENGTH {
-        return;
-    }
-    COUNT_BUFFERS.with(|buffers| {
-        let mut buffers = buffers.borrow_mut();
-        if buffers.len() < KEPT_COUNT_BUFFERS {
-            buffers.push(buffer);
+impl OrdinalCounts {
+    fn zeroed(length: usize) -> OrdinalCounts {
+        let mut counts = COUNT_BUFFERS
+            .with(|buffers| buffers.borrow_mut().pop())
+            .unwrap_or_default();
+        // Kept buffers are all zero: resizing keeps that (entries past `length` go, new
+        // ones are zero).
+        counts.resize(length, 0);
+        OrdinalCounts {
+            counts,
+            touched: Vec::new(),
         }
-    });
-}
+    }
 
-fn count_ordinal(counts: &mut [u32], ordinal: u64) {
-    if let Some(count) = counts.get_mut(ordinal as usize) {
-        *count += 1;
+    fn count(&mut self, ordinal: u64) {
+        if let Some(count) = self.counts.get_mut(ordinal as usize) {
+            if *count == 0 {
+                self.touched.push(ordinal as u32);
+            }
+            *count += 1;
+        }
+    }
+
+    /// `(ordinal, count)` of every counted ordinal; the counts are zero again afterwards.
+    fn drain(&mut self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        let counts = &mut self.counts;
+        self.touched.drain(..).map(move |ordinal| {
+            let ordinal = ordinal as usize;
+            (ordinal, std::mem::take(&mut counts[ordinal]))
+        })
+    }
+
+    /// Gives the (all zero) array back for the next search on this thread.
+    fn give_back(mut self) {
+        if !self.touched.is_empty() {
+            // Not drained: zero it the slow way rather than hand out stale counts.
+            self.counts.iter_mut().for_each(|count| *count = 0);
+        }
+        let buffer = self.counts;
+        if buffer.capacity() == 0 || buffer.capacity() > KEPT_COUNT_BUFFER_LENGTH {
+            return;
+        }
+        COUNT_BUFFERS.with(|buffers| {
+            let mut buffers = buffers.borrow_mut();
+            if buffers.len() < KEPT_COUNT_BUFFERS {
+                buffers.push(buffer);
+            }
+        });
     }
 }
 
@@ -462,7 +504,7 @@ impl SearchSegmentCollector {
                 if let Some(ordinal) = ordinal
                     && seq.unwrap_or(0) <= self.snapshot_seq
                 {
-                    count_ordinal(counts, *ordinal);
+                    counts.count(*ordinal);
                 }
             }
         }
@@ -495,19 +537,65 @@ impl SearchSegmentCollector {
             return;
         }
         self.after_cursor += 1;
+        self.best.offer(RankedDoc { key, doc });
+    }
+}
+
+/// The best `keep` of a stream of documents, kept the way tantivy's `TopNComputer` keeps
+/// them: candidates go into a buffer of twice `keep`; a full buffer is cut to its best `keep`
+/// (a linear selection), and the worst of those becomes the bar later candidates must pass.
+///
+/// A binary heap of `keep` pays a sift for every candidate that enters it, and in newest-first
+/// order nearly every document enters (documents are indexed roughly as they were created, so
+/// each is newer than those before it): that sift was a seventh of a large newest-first search.
+struct TopCandidates {
+    keep: usize,
+    buffer: Vec<RankedDoc>,
+    /// Only candidates ranked above it can still be among the best.
+    bar: Option<RankedDoc>,
+}
+
+impl TopCandidates {
+    fn new(keep: usize) -> TopCandidates {
+        TopCandidates {
+            keep,
+            buffer: Vec::with_capacity(keep.saturating_mul(2).min(1 << 16)),
+            bar: None,
+        }
+    }
+
+    fn offer(&mut self, candidate: RankedDoc) {
         if self.keep == 0 {
             return;
         }
-        let candidate = RankedDoc { key, doc };
-        if self.best.len() < self.keep {
-            self.best.push(Reverse(candidate));
+        if let Some(bar) = &self.bar
+            && candidate <= *bar
+        {
             return;
         }
-        if let Some(mut worst) = self.best.peek_mut()
-            && candidate > worst.0
-        {
-            *worst = Reverse(candidate);
+        self.buffer.push(candidate);
+        if self.buffer.len() >= self.keep.saturating_mul(2) {
+            self.cut_to_keep();
         }
+    }
+
+    /// Keeps the best `keep` of the buffer, in no order, and raises the bar to the worst.
+    fn cut_to_keep(&mut self) {
+        if self.buffer.len() <= self.keep {
+            return;
+        }
+        let (_, worst_kept, _) = self
+            .buffer
+            .select_nth_unstable_by(self.keep - 1, |left, right| right.cmp(left));
+        self.bar = Some(*worst_kept);
+        self.buffer.truncate(self.keep);
+    }
+
+    /// The best `keep`, best first.
+    fn into_sorted(mut self) -> Vec<RankedDoc> {
+        self.cut_to_keep();
+        self.buffer.sort_unstable_by(|left, right| right.cmp(left));
+        self.buffer
     }
 }
 
@@ -534,27 +622,25 @@ impl SegmentCollector for SearchSegmentCollector {
         let segment_ord = self.segment_ord;
         let top = self
             .best
+            .into_sorted()
             .into_iter()
-            .map(|Reverse(ranked)| (ranked.key, DocAddress::new(segment_ord, ranked.doc)))
+            .map(|ranked| (ranked.key, DocAddress::new(segment_ord, ranked.doc)))
             .collect();
         let mut facets = Vec::with_capacity(self.facet_counts.len());
-        if let Some(tables) = &self.facet_tables {
-            for (counts, ids) in self.facet_counts.iter().zip(&tables.ids) {
-                let mut values = Vec::new();
-                for (ordinal, count) in counts.iter().enumerate() {
-                    if *count == 0 {
-                        continue;
-                    }
+        let facet_counts = std::mem::take(&mut self.facet_counts);
+        for (field_index, mut counts) in facet_counts.into_iter().enumerate() {
+            if let Some(tables) = &self.facet_tables {
+                let ids = &tables.ids[field_index];
+                let mut values = Vec::with_capacity(counts.touched.len());
+                for (ordinal, count) in counts.drain() {
                     match ids.get(ordinal) {
-                        Some(id) if *id != NO_FACET_ID => values.push((*id, u64::from(*count))),
+                        Some(id) if *id != NO_FACET_ID => values.push((*id, u64::from(count))),
                         _ => tracing::warn!(segment_ord, ordinal, "a facet ordinal has no value"),
                     }
                 }
                 facets.push(values);
             }
-        }
-        for counts in self.facet_counts.drain(..) {
-            return_count_buffer(counts);
+            counts.give_back();
         }
         SegmentFruit {
             total: self.total,
@@ -572,6 +658,50 @@ mod tests {
     use tantivy::{Index, TantivyDocument};
 
     use super::*;
+
+    /// The buffer-and-cut top keeps exactly what sorting everything would, in every order the
+    /// documents may come in (ascending keys: every candidate enters; descending: almost none).
+    #[test]
+    fn top_candidates_keep_what_a_full_sort_keeps() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next_random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for keep in [0, 1, 2, 7, 20, 100] {
+            for pattern in 0..4 {
+                let candidates: Vec<RankedDoc> = (0..2_000u32)
+                    .map(|doc| {
+                        let primary = match pattern {
+                            0 => f64::from(doc),
+                            1 => -f64::from(doc),
+                            2 => (next_random() % 50) as f64,
+                            _ => (next_random() % 1_000_000) as f64 / 7.0,
+                        };
+                        let seq = next_random() % 100;
+                        RankedDoc {
+                            key: SortKey { primary, seq },
+                            doc,
+                        }
+                    })
+                    .collect();
+                let mut top = TopCandidates::new(keep);
+                for candidate in &candidates {
+                    top.offer(*candidate);
+                }
+                let mut expected = candidates.clone();
+                expected.sort_by(|left, right| right.cmp(left));
+                expected.truncate(keep);
+                let kept = top.into_sorted();
+                assert_eq!(kept.len(), expected.len(), "keep {keep}, pattern {pattern}");
+                for (kept, expected) in kept.iter().zip(&expected) {
+                    assert_eq!(kept.doc, expected.doc, "keep {keep}, pattern {pattern}");
+                }
+            }
+        }
+    }
 
     /// Three segments whose dictionaries share some values and not others: the merged counts
     /// are per value, whatever each segment's ordinals are.

@@ -9,14 +9,16 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use aho_corasick::AhoCorasick;
 use rayon::prelude::*;
 
+use tantivy::collector::Collector;
+use tantivy::query::EnableScoring;
 use tantivy::schema::{Field, Value};
-use tantivy::{Searcher, TantivyDocument, Term};
+use tantivy::{Executor, Searcher, TantivyDocument, Term};
 use uuid::Uuid;
 
 use super::collector::{FACET_FIELDS, SearchCollector};
@@ -211,7 +213,8 @@ const SNIPPET_CONTEXT_BYTES: usize = 48;
 /// included (`Foo::Bar`, not the `Foo` of `Foo/Bar.pm`).
 ///
 /// Most of a report's text holds no match, so it is not tokenized: [`SnippetMaker::first_words`]
-/// finds where a sequence's first word occurs (ASCII case-insensitive substring search), and
+/// finds where a sequence's first word occurs (a substring search in the ASCII-lowercased
+/// text, see [`FirstWordPlaces`]), and
 /// only the text from the last token boundary before each such place is tokenized, up to the
 /// longest sequence's length of tokens. The matches are the same as tokenizing the whole text
 /// (`candidate_scan_finds_what_a_full_scan_finds`).
@@ -222,8 +225,9 @@ struct SnippetMaker {
     /// The same, hashed, for queries with many tokens.
     vocabulary_index: Option<HashMap<String, u32>>,
     longest: usize,
-    /// Finds the first word of every sequence, ignoring ASCII case. `None` when some sequence
-    /// starts with a joiner or a non-ASCII word: then the whole text is tokenized.
+    /// Finds the first word of every sequence (lowercased) in ASCII-lowercased text. `None`
+    /// when some sequence starts with a joiner or a non-ASCII word: then the whole text is
+    /// tokenized.
     first_words: Option<AhoCorasick>,
 }
 
@@ -238,6 +242,43 @@ fn has_non_ascii_with_ascii_lowercase(text: &str) -> bool {
     memchr::memchr2_iter(KELVIN_SIGN[0], CAPITAL_I_WITH_DOT[0], bytes).any(|index| {
         bytes[index..].starts_with(KELVIN_SIGN) || bytes[index..].starts_with(CAPITAL_I_WITH_DOT)
     })
+}
+
+thread_local! {
+    /// The ASCII-lowercased copy of the text being scanned for snippets, reused by the next
+    /// hit on this thread.
+    static LOWERCASED_TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A lowercased copy longer than this is not kept for the next hit.
+const KEPT_LOWERCASED_TEXT_BYTES: usize = 1 << 20;
+
+/// The offsets where one of the first words occurs, in increasing order, found in the ASCII
+/// lowercase copy of the text (same offsets: ASCII lowercasing keeps every byte in place).
+///
+/// The search is case-sensitive on that copy rather than `ascii_case_insensitive` on the
+/// text: aho-corasick has no SIMD searcher for case-insensitive patterns, and its overlapping
+/// search over every byte was the largest part of cutting a snippet. Leftmost-first search
+/// restarted one byte after each place finds every offset where some word starts, which is
+/// all the scan needs (which word matched there does not matter).
+struct FirstWordPlaces<'a> {
+    words: &'a AhoCorasick,
+    lowercased: &'a [u8],
+}
+
+impl<'a> FirstWordPlaces<'a> {
+    fn new(words: &'a AhoCorasick, lowercased: &'a [u8]) -> FirstWordPlaces<'a> {
+        FirstWordPlaces { words, lowercased }
+    }
+
+    /// The first place at or after `offset`.
+    fn next_at_or_after(&self, offset: usize) -> Option<usize> {
+        if offset >= self.lowercased.len() {
+            return None;
+        }
+        let input = aho_corasick::Input::new(self.lowercased).range(offset..);
+        self.words.find(input).map(|found| found.start())
+    }
 }
 
 /// Tokenizes all of `text` into `scan`, until it has all the matches it keeps.
@@ -373,18 +414,18 @@ impl SnippetMaker {
                 .map(|(id, token)| (token.clone(), id as u32))
                 .collect()
         });
-        let first_words: Option<Vec<&str>> = sequences
+        let first_words: Option<Vec<String>> = sequences
             .iter()
             .map(|sequence| {
                 let first = vocabulary.get(*sequence.token_ids.first()? as usize)?;
-                (first.is_ascii() && !is_joiner_token(first)).then_some(first.as_str())
+                (first.is_ascii() && !is_joiner_token(first)).then(|| first.to_ascii_lowercase())
             })
             .collect();
         let first_words = first_words
             .filter(|words| !words.is_empty())
             .and_then(|words| {
                 AhoCorasick::builder()
-                .ascii_case_insensitive(true)
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
                 .build(words)
                 .inspect_err(|error| {
                     tracing::warn!(%error, "snippet prefilter not built, tokenizing whole texts");
@@ -437,19 +478,30 @@ impl SnippetMaker {
     /// Every match starts with a token at such a place, so it is found; the scan is continuous
     /// from a restart offset, so the tokens read are those of a whole-text scan.
     fn scan_near_first_words(&self, text: &str, first_words: &AhoCorasick, scan: &mut MatchScan) {
-        let mut places: Vec<usize> = first_words
-            .find_overlapping_iter(text)
-            .map(|found| found.start())
-            .collect();
-        places.sort_unstable();
-        places.dedup();
+        LOWERCASED_TEXT.with(|buffer| {
+            let mut lowercased = buffer.borrow_mut();
+            lowercased.clear();
+            lowercased.extend_from_slice(text.as_bytes());
+            lowercased.make_ascii_lowercase();
+            self.scan_near_places(
+                text,
+                &mut FirstWordPlaces::new(first_words, &lowercased),
+                scan,
+            );
+            if lowercased.capacity() > KEPT_LOWERCASED_TEXT_BYTES {
+                *lowercased = Vec::new();
+            }
+        });
+    }
+
+    fn scan_near_places(&self, text: &str, places: &mut FirstWordPlaces, scan: &mut MatchScan) {
         let mut spans = TokenSpans::new(text);
-        let mut next_place = 0;
+        let mut upcoming_place = places.next_at_or_after(0);
         // Tokens still to read for the places passed so far; 0 means "go to the next place".
         let mut tokens_left = 0usize;
         loop {
             if tokens_left == 0 {
-                let Some(&place) = places.get(next_place) else {
+                let Some(place) = upcoming_place else {
                     return;
                 };
                 let restart = restart_offset_before(text, place);
@@ -461,8 +513,9 @@ impl SnippetMaker {
             let Some(span) = spans.next() else {
                 return;
             };
-            while places.get(next_place).is_some_and(|&place| place <= span.0) {
-                next_place += 1;
+            if upcoming_place.is_some_and(|place| place <= span.0) {
+                // Places inside tokens already being read need no search of their own.
+                upcoming_place = places.next_at_or_after(span.0 + 1);
                 tokens_left = self.longest;
             }
             if scan.read(text, span) {
@@ -530,13 +583,16 @@ impl SnippetMaker {
 /// Pages at least this long are read back from sled on several threads.
 const PARALLEL_HITS_MINIMUM: usize = 8;
 
-/// The threads that read hits back and cut their snippets, one per core (at most 4); `None`
-/// on a single core or if the threads cannot be started.
+/// The search threads, one per core (at most 4); `None` on a single core or if the threads
+/// cannot be started. A search collects its segments on them (tantivy's `Executor` over this
+/// pool) and then reads its hits back and cuts their snippets on them.
 ///
 /// They live as long as the process, so a search neither starts threads nor has each new
-/// thread build its own zstd decompression context (the per-thread one in `codec`).
-fn hit_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+/// thread build its own zstd decompression context (the per-thread one in `codec`). Several
+/// searches at once share them: a search's latency improves with idle cores, the CPU it
+/// costs does not change.
+fn search_pool() -> Option<&'static Arc<rayon::ThreadPool>> {
+    static POOL: OnceLock<Option<Arc<rayon::ThreadPool>>> = OnceLock::new();
     POOL.get_or_init(|| {
         let threads = std::thread::available_parallelism()
             .map_or(1, |cores| cores.get())
@@ -546,14 +602,25 @@ fn hit_pool() -> Option<&'static rayon::ThreadPool> {
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .thread_name(|index| format!("reportstore-hits-{index}"))
+            .thread_name(|index| format!("reportstore-search-{index}"))
             .build()
+            .map(Arc::new)
             .inspect_err(|error| {
-                tracing::warn!(%error, "hit reader threads did not start, reading hits on one");
+                tracing::warn!(%error, "search threads did not start, searching on one");
             })
             .ok()
     })
     .as_ref()
+}
+
+/// The executor segments are collected with: the search pool, or the calling thread.
+fn search_executor() -> &'static Executor {
+    static EXECUTOR: OnceLock<Executor> = OnceLock::new();
+    EXECUTOR.get_or_init(|| {
+        search_pool().map_or_else(Executor::single_thread, |pool| {
+            Executor::ThreadPool(Arc::clone(pool))
+        })
+    })
 }
 
 /// Reads hits back from sled and cuts their snippets.
@@ -569,7 +636,7 @@ impl HitMaker<'_> {
     /// The hits of `page`, in order. Reading, decompressing and parsing a report and cutting
     /// its snippet takes tens of microseconds; a long page is split over the cores.
     fn make_all(&self, page: &[(SortKey, tantivy::DocAddress)]) -> Result<Vec<SearchHit>> {
-        let Some(pool) = hit_pool().filter(|_| page.len() >= PARALLEL_HITS_MINIMUM) else {
+        let Some(pool) = search_pool().filter(|_| page.len() >= PARALLEL_HITS_MINIMUM) else {
             return self.make_sequentially(page);
         };
         let made: Vec<Result<Option<SearchHit>>> = pool.install(|| {
@@ -713,8 +780,13 @@ impl SearchIndex {
                 fixed_facet_values[field_index].is_none()
             }),
         };
+        let scoring = if collector.requires_scoring() {
+            EnableScoring::enabled_from_searcher(&searcher)
+        } else {
+            EnableScoring::disabled_from_searcher(&searcher)
+        };
         let fruit = searcher
-            .search(query.as_ref(), &collector)
+            .search_with_executor(query.as_ref(), &collector, search_executor(), scoring)
             .map_err(index_error("searching"))?;
         let page: Vec<(SortKey, tantivy::DocAddress)> =
             fruit.top.into_iter().skip(request.offset).collect();

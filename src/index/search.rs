@@ -483,18 +483,14 @@ impl SnippetMaker {
             lowercased.clear();
             lowercased.extend_from_slice(text.as_bytes());
             lowercased.make_ascii_lowercase();
-            self.scan_near_places(
-                text,
-                &mut FirstWordPlaces::new(first_words, &lowercased),
-                scan,
-            );
+            self.scan_near_places(text, &FirstWordPlaces::new(first_words, &lowercased), scan);
             if lowercased.capacity() > KEPT_LOWERCASED_TEXT_BYTES {
                 *lowercased = Vec::new();
             }
         });
     }
 
-    fn scan_near_places(&self, text: &str, places: &mut FirstWordPlaces, scan: &mut MatchScan) {
+    fn scan_near_places(&self, text: &str, places: &FirstWordPlaces, scan: &mut MatchScan) {
         let mut spans = TokenSpans::new(text);
         let mut upcoming_place = places.next_at_or_after(0);
         // Tokens still to read for the places passed so far; 0 means "go to the next place".

@@ -11,8 +11,8 @@
 //! 3. latency of a fixed query set, `BENCH_SEARCH_ITERATIONS` runs each (default 200):
 //!    `direct` is the same tantivy query with `(TopDocs, Count)` (aggregations for the
 //!    facet-only query) on tantivy's default single-threaded search, `dirMT` the same with the
-//!    segments collected on as many threads as the library's search uses, `library` is `SearchIndex::search` (facets, cursor, hits and snippets
-//!    read from sled), `http` is `GET /v3/search` on a server process;
+//!    segments collected on as many threads as the library's search uses, `library` is
+//!    `SearchIndex::search` (facets, cursor, hits and snippets read from sled), `http` is `GET /v3/search` on a server process;
 //! 4. freshness: an open-loop stream of `BENCH_FRESHNESS_RATE` v3 reports/s (default 1000) for
 //!    `BENCH_FRESHNESS_SECS` (default 20) against that server, while `/health` is polled every
 //!    5 ms; a report's lag is the time from its 201 to the first poll whose `indexed_seq`
@@ -29,13 +29,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reportstore::generator::ReportGenerator;
+use reportstore::index::search::search_thread_count;
 use reportstore::index::{IndexerConfig, SearchIndex, SearchRequest, SortOrder, directory_size};
 use reportstore::ingest::v3::{V3Validator, prepare_v3_report};
 use reportstore::store::committer::{self, CommitterConfig, PreparedReport};
 use reportstore::store::{Protocol, Store, StoreConfig};
 use tantivy::aggregation::AggregationCollector;
 use tantivy::aggregation::agg_req::Aggregations;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Collector, Count, TopDocs};
 use tantivy::query::EnableScoring;
 use tantivy::{DateTime, Executor, Order};
 
@@ -248,39 +249,40 @@ fn run_direct(
     executor: &Executor,
 ) {
     let searcher = search_index.searcher();
-    let limit = request.limit;
-    let scoring = if limit > 0 && request.sort == SortOrder::Relevance {
-        EnableScoring::enabled_from_searcher(&searcher)
-    } else {
-        EnableScoring::disabled_from_searcher(&searcher)
-    };
-    if limit == 0 {
-        let collector = (
-            Count,
-            AggregationCollector::from_aggs(facet_aggregations(), Default::default()),
-        );
-        let _ = searcher
-            .search_with_executor(query, &collector, executor, scoring)
-            .expect("search");
+    if request.limit == 0 {
+        let aggregations =
+            AggregationCollector::from_aggs(facet_aggregations(), Default::default());
+        search_on(&searcher, query, &(Count, aggregations), executor);
         return;
     }
+    let top = TopDocs::with_limit(request.limit);
     match request.sort {
         SortOrder::Relevance => {
-            let collector = (TopDocs::with_limit(limit).order_by_score(), Count);
-            let _ = searcher
-                .search_with_executor(query, &collector, executor, scoring)
-                .expect("search");
+            search_on(&searcher, query, &(top.order_by_score(), Count), executor);
         }
         SortOrder::Newest => {
-            let collector = (
-                TopDocs::with_limit(limit).order_by_fast_field::<DateTime>("created", Order::Desc),
-                Count,
-            );
-            let _ = searcher
-                .search_with_executor(query, &collector, executor, scoring)
-                .expect("search");
+            let newest = top.order_by_fast_field::<DateTime>("created", Order::Desc);
+            search_on(&searcher, query, &(newest, Count), executor);
         }
     }
+}
+
+/// `searcher.search` on `executor`, scoring only when the collector asks for it (as the
+/// default executor's `search` decides).
+fn search_on<C: Collector>(
+    searcher: &tantivy::Searcher,
+    query: &dyn tantivy::query::Query,
+    collector: &C,
+    executor: &Executor,
+) {
+    let scoring = if collector.requires_scoring() {
+        EnableScoring::enabled_from_searcher(searcher)
+    } else {
+        EnableScoring::disabled_from_searcher(searcher)
+    };
+    let _ = searcher
+        .search_with_executor(query, collector, executor, scoring)
+        .expect("search");
 }
 
 /// Direct (tantivy) and library latencies of the query set.
@@ -290,10 +292,8 @@ fn measure_in_process(
     iterations: usize,
 ) -> Vec<QueryFigures> {
     let fields = search_index.fields();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |cores| cores.get())
-        .min(4);
-    let search_threads = Executor::multi_thread(threads, "bench-direct-").expect("threads");
+    let search_threads =
+        Executor::multi_thread(search_thread_count(), "bench-direct-").expect("threads");
     let mut figures = Vec::new();
     for (name, parameters) in QUERIES {
         let request =

@@ -579,7 +579,15 @@ impl SnippetMaker {
 /// Pages at least this long are read back from sled on several threads.
 const PARALLEL_HITS_MINIMUM: usize = 8;
 
-/// The search threads, one per core (at most 4); `None` on a single core or if the threads
+/// How many search threads a search uses: one per core, at most 4. The search benchmark times
+/// tantivy on as many, so that the parallel collection is compared like with like.
+pub fn search_thread_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .min(4)
+}
+
+/// The search threads ([`search_thread_count`]); `None` on a single core or if the threads
 /// cannot be started. A search collects its segments on them (tantivy's `Executor` over this
 /// pool) and then reads its hits back and cuts their snippets on them.
 ///
@@ -590,9 +598,7 @@ const PARALLEL_HITS_MINIMUM: usize = 8;
 fn search_pool() -> Option<&'static Arc<rayon::ThreadPool>> {
     static POOL: OnceLock<Option<Arc<rayon::ThreadPool>>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |cores| cores.get())
-            .min(4);
+        let threads = search_thread_count();
         if threads < 2 {
             return None;
         }

@@ -695,8 +695,26 @@ fn measure_and_report(
             health["index"]["indexed_seq"], last_seq,
             "the server resumes from the index: {health}"
         );
-        measure_http(&client, &server.base_url, &mut figures, iterations).await;
     });
+    // The timed requests run on a runtime of their own with one thread: on a multi-thread
+    // runtime the client's connection task runs on another worker, and each request would
+    // also pay for the client handing its work between threads.
+    let client_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let timing_client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    client_runtime.block_on(measure_http(
+        &timing_client,
+        &server.base_url,
+        &mut figures,
+        iterations,
+    ));
+    drop(client_runtime);
     print_latencies(&figures, iterations);
     let freshness_p99 = if freshness_rate > 0 {
         let freshness = runtime.block_on(freshness_run(

@@ -1,17 +1,19 @@
 //! `GET /v3/search`: full-text search over report output with filters, facets and a cursor.
 //!
 //! The query string is validated into a [`SearchRequest`] (every refusal is a 400 naming the
-//! parameter, in the v3 error shape); the search itself runs in [`blocking`], at most one per
-//! core at a time. See `index::query` for the parameters and the language of `q`.
+//! parameter, in the v3 error shape); the search itself runs on the search threads
+//! ([`run_on_search_threads`]), at most one per core at a time. See `index::query` for the
+//! parameters and the language of `q`.
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use super::problem::ApiError;
-use super::{AppState, blocking};
 use crate::error::Error;
 use crate::index::SearchRequest;
+use crate::index::search::run_on_search_threads;
 
 /// The decoded `name=value` pairs of the query string, in order, repeated names kept.
 fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, Error> {
@@ -34,6 +36,17 @@ pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response,
     let _permit = state.search.search_permit().await?;
     let search_index = state.search.clone();
     let store = state.store.clone();
-    let answer = blocking(move || search_index.search(&store, &request)).await?;
-    Ok((StatusCode::OK, axum::Json(answer)).into_response())
+    // The answer is serialized where it was made, so the async runtime only writes bytes.
+    let body = run_on_search_threads(move || {
+        let answer = search_index.search(&store, &request)?;
+        serde_json::to_vec(&answer)
+            .map_err(|error| Error::Internal(format!("search answer did not serialize: {error}")))
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }

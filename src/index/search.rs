@@ -615,6 +615,51 @@ fn search_pool() -> Option<&'static Arc<rayon::ThreadPool>> {
     .as_ref()
 }
 
+/// Runs `work` (a search, and whatever the caller does with its answer) on the search threads
+/// and waits for it without blocking the async runtime.
+///
+/// Started here, a search collects its segments and reads its hits on the threads it already
+/// runs on: the work changes threads on the way in and on the way out and nowhere else. Run
+/// from a blocking thread instead, it would also wait there twice for the pool, and on two
+/// cores each of those hand-offs showed up in the tail latency. With no pool (one core) it
+/// runs on tokio's blocking threads.
+///
+/// Callers bound how many run at once (the search permits): the pool queues without limit.
+/// A panic in `work` is caught and answered as [`Error::Internal`]; left alone it would abort
+/// the process, which is what rayon does with a panic in a spawned job.
+pub async fn run_on_search_threads<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let Some(pool) = search_pool() else {
+        return tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|error| Error::Internal(format!("search task failed: {error}")))?;
+    };
+    let (answer_sender, answer_receiver) = tokio::sync::oneshot::channel();
+    pool.spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        // The receiver is gone when the client went away: the answer is simply dropped.
+        let _ = answer_sender.send(outcome);
+    });
+    match answer_receiver.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            tracing::error!(%message, "search panicked");
+            Err(Error::Internal(format!("search panicked: {message}")))
+        }
+        Err(_) => Err(Error::Internal(
+            "search thread ended without an answer".to_string(),
+        )),
+    }
+}
+
 /// The executor segments are collected with: the search pool, or the calling thread.
 fn search_executor() -> &'static Executor {
     static EXECUTOR: OnceLock<Executor> = OnceLock::new();
@@ -782,17 +827,28 @@ impl SearchIndex {
                 fixed_facet_values[field_index].is_none()
             }),
         };
-        let scoring = if collector.requires_scoring() {
-            EnableScoring::enabled_from_searcher(&searcher)
-        } else {
-            EnableScoring::disabled_from_searcher(&searcher)
+        let collect = || {
+            // Made here: `EnableScoring` is not `Sync`, so it cannot be shared with the join.
+            let scoring = if collector.requires_scoring() {
+                EnableScoring::enabled_from_searcher(&searcher)
+            } else {
+                EnableScoring::disabled_from_searcher(&searcher)
+            };
+            searcher
+                .search_with_executor(query.as_ref(), &collector, search_executor(), scoring)
+                .map_err(index_error("searching"))
         };
-        let fruit = searcher
-            .search_with_executor(query.as_ref(), &collector, search_executor(), scoring)
-            .map_err(index_error("searching"))?;
+        // The snippet maker needs only the query (its words' frequencies and an automaton,
+        // tens of microseconds): a thread that runs out of segments builds it meanwhile.
+        let make_snippets =
+            || SnippetMaker::new(&searcher, fields.text, request.highlight_sequences());
+        let (fruit, snippets) = match search_pool() {
+            Some(pool) => pool.install(|| rayon::join(collect, make_snippets)),
+            None => (collect(), make_snippets()),
+        };
+        let (fruit, snippets) = (fruit?, snippets?);
         let page: Vec<(SortKey, tantivy::DocAddress)> =
             fruit.top.into_iter().skip(request.offset).collect();
-        let snippets = SnippetMaker::new(&searcher, fields.text, request.highlight_sequences())?;
         let hit_maker = HitMaker {
             searcher: &searcher,
             store,
@@ -848,6 +904,39 @@ impl SearchIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_on_the_search_threads_answers_and_a_panic_is_an_error() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let answered = runtime.block_on(run_on_search_threads(|| {
+            Ok(std::thread::current().name().map(str::to_string))
+        }));
+        let thread_name = answered.expect("the work answers");
+        if search_pool().is_some() {
+            let thread_name = thread_name.expect("search threads are named");
+            assert!(
+                thread_name.starts_with("reportstore-search-"),
+                "ran on {thread_name}"
+            );
+        }
+        let refused = runtime.block_on(run_on_search_threads(|| -> Result<()> {
+            Err(Error::invalid("a refusal passes through", "q"))
+        }));
+        assert!(
+            matches!(refused, Err(Error::InvalidInput { .. })),
+            "{refused:?}"
+        );
+        let panicked = runtime.block_on(run_on_search_threads(|| -> Result<()> { panic!("boom") }));
+        match panicked {
+            Err(Error::Internal(message)) => assert!(message.contains("boom"), "{message}"),
+            other => panic!("a panic answers an internal error, not {other:?}"),
+        }
+        // The threads survive a panic: the next search still runs.
+        let after_panic = runtime.block_on(run_on_search_threads(|| Ok(7)));
+        assert_eq!(after_panic.expect("still answering"), 7);
+    }
 
     #[test]
     fn overlapping_highlights_are_merged() {

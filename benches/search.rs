@@ -8,11 +8,13 @@
 //!    server would;
 //! 2. index: the indexer thread tails the log while the store fills, as in the server (sustained
 //!    reports/s, and how far behind it ends); size of the index on disk;
-//! 3. latency of a fixed query set, `BENCH_SEARCH_ITERATIONS` runs each (default 200):
+//! 3. latency of a fixed query set, `BENCH_SEARCH_ITERATIONS` runs each (default 1000; with
+//!    200 the p99 is the second-worst run, and it moved by half from one run to the next):
 //!    `direct` is the same tantivy query with `(TopDocs, Count)` (aggregations for the
 //!    facet-only query) on tantivy's default single-threaded search, `dirMT` the same with the
 //!    segments collected on as many threads as the library's search uses, `library` is
-//!    `SearchIndex::search` (facets, cursor, hits and snippets read from sled), `http` is `GET /v3/search` on a server process;
+//!    `SearchIndex::search` (facets, cursor, hits and snippets read from sled), `http` is
+//!    `GET /v3/search` on a server process, one request at a time from a one-thread client;
 //! 4. freshness: an open-loop stream of `BENCH_FRESHNESS_RATE` v3 reports/s (default 1000) for
 //!    `BENCH_FRESHNESS_SECS` (default 20) against that server, while `/health` is polled every
 //!    5 ms; a report's lag is the time from its 201 to the first poll whose `indexed_seq`
@@ -563,7 +565,7 @@ fn main() {
         return;
     }
     let report_count = env_number("BENCH_SEARCH_REPORTS", 1_000_000);
-    let iterations = env_number("BENCH_SEARCH_ITERATIONS", 200);
+    let iterations = env_number("BENCH_SEARCH_ITERATIONS", 1000);
     let freshness_rate = env_number("BENCH_FRESHNESS_RATE", 1000);
     let freshness_secs = env_number("BENCH_FRESHNESS_SECS", 20);
     let runtime = tokio::runtime::Builder::new_multi_thread()

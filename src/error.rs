@@ -131,3 +131,12 @@ impl Error {
         }
     }
 }
+
+/// The message a panic was raised with (`panic!("...")` carries a `&str` or a `String`), or
+/// `None` for any other payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+}

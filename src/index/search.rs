@@ -646,10 +646,7 @@ where
     match answer_receiver.await {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|text| text.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
+            let message = crate::error::panic_message(panic.as_ref())
                 .unwrap_or_else(|| "no message".to_string());
             tracing::error!(%message, "search panicked");
             Err(Error::Internal(format!("search panicked: {message}")))

@@ -153,11 +153,8 @@ impl Store {
                 });
             }
             Err(panic) => {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "sled panicked while opening".to_string());
+                let reason = crate::error::panic_message(panic.as_ref())
+                    .unwrap_or_else(|| "no message".to_string());
                 return Err(Error::StoreOpen {
                     path: path.to_path_buf(),
                     reason: format!("sled panicked while opening: {reason}"),

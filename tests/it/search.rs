@@ -346,6 +346,20 @@ fn facets_of(body: &Value) -> BTreeMap<String, BTreeMap<String, u64>> {
     facets
 }
 
+/// The answer's facet counts equal a recount over the stored reports whose ids are `ids`.
+fn assert_facets_are_a_recount(
+    body: &Value,
+    reports: &[Stored],
+    ids: &BTreeSet<String>,
+    context: &str,
+) {
+    let matching: Vec<&Stored> = reports
+        .iter()
+        .filter(|report| ids.contains(&report.id))
+        .collect();
+    assert_eq!(facets_of(body), recount(&matching), "{context}: facets");
+}
+
 fn recount(reports: &[&Stored]) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut facets: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for report in reports {
@@ -421,11 +435,7 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
         assert_eq!(found, expected, "{query}");
         assert_eq!(body["total"], expected.len() as u64, "{query}");
         assert_eq!(body["sort"], "relevance");
-        let matching: Vec<&Stored> = reports
-            .iter()
-            .filter(|report| expected.contains(&report.id))
-            .collect();
-        assert_eq!(facets_of(&body), recount(&matching), "{query}: facets");
+        assert_facets_are_a_recount(&body, &reports, &expected, query);
     }
     // A module glued to a perl switch, as every `make test` line prints it
     // ("-MExtUtils::Command::MM"), is found by its name.
@@ -521,15 +531,7 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
             "{name}={value}"
         );
         assert_eq!(body["sort"], "newest");
-        let matching: Vec<&Stored> = reports
-            .iter()
-            .filter(|report| expected.contains(&report.id))
-            .collect();
-        assert_eq!(
-            facets_of(&body),
-            recount(&matching),
-            "{name}={value}: facets"
-        );
+        assert_facets_are_a_recount(&body, &reports, &expected, &format!("{name}={value}"));
         // The same as a field in q.
         let in_q = format!("{name}:\"{value}\"");
         let body = search_ok(&client, &base, &[("q", &in_q), ("limit", "100")]).await;
@@ -549,11 +551,7 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
     assert_eq!(hit_ids(&body).into_iter().collect::<BTreeSet<_>>(), series);
     // A filter to one value answers that facet without counting it; a series or several
     // values leave it counted. Either way the facets equal a recount.
-    let matching: Vec<&Stored> = reports
-        .iter()
-        .filter(|report| series.contains(&report.id))
-        .collect();
-    assert_eq!(facets_of(&body), recount(&matching), "perl=5.40: facets");
+    assert_facets_are_a_recount(&body, &reports, &series, "perl=5.40");
     let darwin_or_openbsd = id_set(
         reports
             .iter()
@@ -573,14 +571,11 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
         hit_ids(&body).into_iter().collect::<BTreeSet<_>>(),
         darwin_or_openbsd
     );
-    let matching: Vec<&Stored> = reports
-        .iter()
-        .filter(|report| darwin_or_openbsd.contains(&report.id))
-        .collect();
-    assert_eq!(
-        facets_of(&body),
-        recount(&matching),
-        "osname=darwin&osname=openbsd: facets"
+    assert_facets_are_a_recount(
+        &body,
+        &reports,
+        &darwin_or_openbsd,
+        "osname=darwin&osname=openbsd",
     );
     let failing_locates = id_set(reports.iter().filter(|report| {
         contains_word_sequence(&report.text, "can't locate")

@@ -13,7 +13,7 @@ use super::AppState;
 use super::problem::ApiError;
 use crate::error::Error;
 use crate::index::SearchRequest;
-use crate::index::search::run_on_search_threads;
+use crate::index::threads::run_on_search_threads;
 
 /// The decoded `name=value` pairs of the query string, in order, repeated names kept.
 fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, Error> {

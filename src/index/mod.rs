@@ -11,7 +11,8 @@
 //!   payload, and after a restart indexing resumes from that seq ([`indexer`]).
 //! * [`SearchIndex::search`] answers a validated [`SearchRequest`] ([`query`]) from one reader
 //!   snapshot in one collector pass ([`collector`]): exact total, facet counts, the page of hits
-//!   after the cursor; hits and snippets are read back from sled ([`search`]).
+//!   after the cursor; hits and snippets are read back from sled ([`search`]). It all runs on
+//!   the search threads ([`threads`]).
 //! * [`reindex`] rebuilds the whole index offline into a new directory and swaps it in.
 //!
 //! The text field uses a tokenizer made for Perl output ([`tokenizer`]) so that `Foo::Bar`,
@@ -22,6 +23,7 @@ pub mod indexer;
 pub mod query;
 pub mod schema;
 pub mod search;
+pub mod threads;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use aho_corasick::AhoCorasick;
@@ -18,12 +17,13 @@ use rayon::prelude::*;
 use tantivy::collector::Collector;
 use tantivy::query::EnableScoring;
 use tantivy::schema::{Field, Value};
-use tantivy::{Executor, Searcher, TantivyDocument, Term};
+use tantivy::{Searcher, TantivyDocument, Term};
 use uuid::Uuid;
 
 use super::collector::{FACET_FIELDS, SearchCollector};
 use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
 use super::schema::{StoredDocument, truncate_on_char_boundary};
+use super::threads::{search_executor, search_pool};
 use super::tokenizer::{TokenSpans, is_joiner_token, restart_offset_before, span_equals_token};
 use super::{SearchIndex, index_error};
 use crate::error::{Error, Result};
@@ -579,94 +579,6 @@ impl SnippetMaker {
 /// Pages at least this long are read back from sled on several threads.
 const PARALLEL_HITS_MINIMUM: usize = 8;
 
-/// How many search threads a search uses: one per core, at most 4. The search benchmark times
-/// tantivy on as many, so that the parallel collection is compared like with like.
-pub fn search_thread_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |cores| cores.get())
-        .min(4)
-}
-
-/// The search threads ([`search_thread_count`]); `None` on a single core or if the threads
-/// cannot be started. A search collects its segments on them (tantivy's `Executor` over this
-/// pool) and then reads its hits back and cuts their snippets on them.
-///
-/// They live as long as the process, so a search neither starts threads nor has each new
-/// thread build its own zstd decompression context (the per-thread one in `codec`). Several
-/// searches at once share them: a search's latency improves with idle cores, the CPU it
-/// costs does not change.
-fn search_pool() -> Option<&'static Arc<rayon::ThreadPool>> {
-    static POOL: OnceLock<Option<Arc<rayon::ThreadPool>>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let threads = search_thread_count();
-        if threads < 2 {
-            return None;
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|index| format!("reportstore-search-{index}"))
-            .build()
-            .map(Arc::new)
-            .inspect_err(|error| {
-                tracing::warn!(%error, "search threads did not start, searching on one");
-            })
-            .ok()
-    })
-    .as_ref()
-}
-
-/// Runs `work` (a search, and whatever the caller does with its answer) on the search threads
-/// and waits for it without blocking the async runtime.
-///
-/// Started here, a search collects its segments and reads its hits on the threads it already
-/// runs on: the work changes threads on the way in and on the way out and nowhere else. Run
-/// from a blocking thread instead, it would also wait there twice for the pool, and on two
-/// cores each of those hand-offs showed up in the tail latency. With no pool (one core) it
-/// runs on tokio's blocking threads.
-///
-/// Callers bound how many run at once (the search permits): the pool queues without limit.
-/// A panic in `work` is caught and answered as [`Error::Internal`]; left alone it would abort
-/// the process, which is what rayon does with a panic in a spawned job.
-pub async fn run_on_search_threads<T, F>(work: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    let Some(pool) = search_pool() else {
-        return tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| Error::Internal(format!("search task failed: {error}")))?;
-    };
-    let (answer_sender, answer_receiver) = tokio::sync::oneshot::channel();
-    pool.spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-        // The receiver is gone when the client went away: the answer is simply dropped.
-        let _ = answer_sender.send(outcome);
-    });
-    match answer_receiver.await {
-        Ok(Ok(result)) => result,
-        Ok(Err(panic)) => {
-            let message = crate::error::panic_message(panic.as_ref())
-                .unwrap_or_else(|| "no message".to_string());
-            tracing::error!(%message, "search panicked");
-            Err(Error::Internal(format!("search panicked: {message}")))
-        }
-        Err(_) => Err(Error::Internal(
-            "search thread ended without an answer".to_string(),
-        )),
-    }
-}
-
-/// The executor segments are collected with: the search pool, or the calling thread.
-fn search_executor() -> &'static Executor {
-    static EXECUTOR: OnceLock<Executor> = OnceLock::new();
-    EXECUTOR.get_or_init(|| {
-        search_pool().map_or_else(Executor::single_thread, |pool| {
-            Executor::ThreadPool(Arc::clone(pool))
-        })
-    })
-}
-
 /// Reads hits back from sled and cuts their snippets.
 struct HitMaker<'a> {
     searcher: &'a Searcher,
@@ -901,39 +813,6 @@ impl SearchIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn work_on_the_search_threads_answers_and_a_panic_is_an_error() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let answered = runtime.block_on(run_on_search_threads(|| {
-            Ok(std::thread::current().name().map(str::to_string))
-        }));
-        let thread_name = answered.expect("the work answers");
-        if search_pool().is_some() {
-            let thread_name = thread_name.expect("search threads are named");
-            assert!(
-                thread_name.starts_with("reportstore-search-"),
-                "ran on {thread_name}"
-            );
-        }
-        let refused = runtime.block_on(run_on_search_threads(|| -> Result<()> {
-            Err(Error::invalid("a refusal passes through", "q"))
-        }));
-        assert!(
-            matches!(refused, Err(Error::InvalidInput { .. })),
-            "{refused:?}"
-        );
-        let panicked = runtime.block_on(run_on_search_threads(|| -> Result<()> { panic!("boom") }));
-        match panicked {
-            Err(Error::Internal(message)) => assert!(message.contains("boom"), "{message}"),
-            other => panic!("a panic answers an internal error, not {other:?}"),
-        }
-        // The threads survive a panic: the next search still runs.
-        let after_panic = runtime.block_on(run_on_search_threads(|| Ok(7)));
-        assert_eq!(after_panic.expect("still answering"), 7);
-    }
 
     #[test]
     fn overlapping_highlights_are_merged() {

@@ -8,13 +8,16 @@
 //!    server would;
 //! 2. index: the indexer thread tails the log while the store fills, as in the server (sustained
 //!    reports/s, and how far behind it ends); size of the index on disk;
-//! 3. latency of a fixed query set, `BENCH_SEARCH_ITERATIONS` runs each (default 1000; with
-//!    200 the p99 is the second-worst run, and it moved by half from one run to the next):
-//!    `direct` is the same tantivy query with `(TopDocs, Count)` (aggregations for the
-//!    facet-only query) on tantivy's default single-threaded search, `dirMT` the same with the
-//!    segments collected on as many threads as the library's search uses, `library` is
-//!    `SearchIndex::search` (facets, cursor, hits and snippets read from sled), `http` is
-//!    `GET /v3/search` on a server process, one request at a time from a one-thread client;
+//! 3. latency of a fixed query set, `BENCH_SEARCH_ITERATIONS` rounds (default 1000; with
+//!    200 the p99 is the second-worst run, and it moved by half from one run to the next).
+//!    In process, each round runs every variant once (see `measure_in_turns`): `direct` is the
+//!    same tantivy query with `(TopDocs, Count)` (aggregations for the facet-only query) on
+//!    tantivy's default single-threaded search, `dirMT` the same with the segments collected
+//!    on the library's search threads, `+facets` adds the facets as terms aggregations and
+//!    reads the page's stored documents, `library` is `SearchIndex::search` (facets, cursor,
+//!    hits and snippets read from sled). Then against a server process, each round runs
+//!    `direct` once and `GET /v3/search` once, one request at a time from a one-thread client;
+//!    and 200 paced rounds with 10 ms of idle before each run, as under light traffic;
 //! 4. freshness: an open-loop stream of `BENCH_FRESHNESS_RATE` v3 reports/s (default 1000) for
 //!    `BENCH_FRESHNESS_SECS` (default 20) against that server, while `/health` is polled every
 //!    5 ms; a report's lag is the time from its 201 to the first poll whose `indexed_seq`
@@ -31,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reportstore::generator::ReportGenerator;
-use reportstore::index::search::search_thread_count;
+use reportstore::index::threads::search_executor;
 use reportstore::index::{IndexerConfig, SearchIndex, SearchRequest, SortOrder, directory_size};
 use reportstore::ingest::v3::{V3Validator, prepare_v3_report};
 use reportstore::store::committer::{self, CommitterConfig, PreparedReport};
@@ -204,20 +207,44 @@ fn build_store_and_index(
     (search_index, figures)
 }
 
-/// Runs `work` `iterations` times after a short warm-up; sorted durations.
-fn measure(iterations: usize, mut work: impl FnMut()) -> Vec<Duration> {
-    for _ in 0..5.min(iterations) {
-        work();
+/// Runs each of `variants` once per round, for `iterations` rounds after a few warm-up
+/// rounds, with `pause` before each run; each variant's sorted durations.
+///
+/// In turns rather than one variant after another: this machine stalls now and then (bursts
+/// of about 20 ms in which every search, tantivy's own included, took 2-4x its time), and a
+/// stall lands on whatever runs at that moment. Timed one after the other, one variant's p99
+/// caught a stall and the other's did not, and the ratio of the two p99s moved by a third
+/// from run to run; in turns, every variant meets the same stalls.
+fn measure_in_turns(
+    iterations: usize,
+    pause: Duration,
+    variants: &mut [&mut dyn FnMut()],
+) -> Vec<Vec<Duration>> {
+    let mut durations = vec![Vec::with_capacity(iterations); variants.len()];
+    for round in 0..iterations + WARM_UP_ROUNDS {
+        for (variant, variant_durations) in variants.iter_mut().zip(&mut durations) {
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+            let started = Instant::now();
+            variant();
+            if round >= WARM_UP_ROUNDS {
+                variant_durations.push(started.elapsed());
+            }
+        }
     }
-    let mut durations = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let started = Instant::now();
-        work();
-        durations.push(started.elapsed());
+    for variant_durations in &mut durations {
+        variant_durations.sort();
     }
-    durations.sort();
     durations
 }
+
+/// Rounds run before timing starts (first touches of columns, dictionaries and buffers).
+const WARM_UP_ROUNDS: usize = 20;
+
+/// Rounds of the paced runs, and the pause before each request.
+const PACED_ROUNDS: usize = 200;
+const PACED_PAUSE: Duration = Duration::from_millis(10);
 
 struct QueryFigures {
     name: &'static str,
@@ -229,7 +256,12 @@ struct QueryFigures {
     /// counts as terms aggregations, and the page's stored documents read.
     direct_full: Vec<Duration>,
     library: Vec<Duration>,
+    /// `direct` again, timed in turns with `http` (see [`measure_in_turns`]).
+    direct_beside_http: Vec<Duration>,
     http: Vec<Duration>,
+    /// `direct` and `http` with a pause before each run, as under light traffic.
+    paced_direct: Vec<Duration>,
+    paced_http: Vec<Duration>,
 }
 
 fn facet_aggregations() -> Aggregations {
@@ -287,33 +319,32 @@ fn search_on<C: Collector>(
         .expect("search");
 }
 
-/// Direct (tantivy) and library latencies of the query set.
+/// Direct (tantivy) and library latencies of the query set, timed in turns.
 fn measure_in_process(
     search_index: &SearchIndex,
     store: &Store,
     iterations: usize,
 ) -> Vec<QueryFigures> {
     let fields = search_index.fields();
-    let search_threads =
-        Executor::multi_thread(search_thread_count(), "bench-direct-").expect("threads");
     let mut figures = Vec::new();
     for (name, parameters) in QUERIES {
         let request =
             SearchRequest::from_query_pairs(&query_pairs(parameters)).expect("valid query");
         let query = request.to_query(&fields);
         let limit = request.limit;
-        let direct = measure(iterations, || {
+        let mut direct = || {
             run_direct(
                 search_index,
                 &request,
                 query.as_ref(),
                 &Executor::SingleThread,
             );
-        });
-        let direct_threads = measure(iterations, || {
-            run_direct(search_index, &request, query.as_ref(), &search_threads);
-        });
-        let direct_full = measure(iterations, || {
+        };
+        // The library's own search threads, so that "as many threads" means the same ones.
+        let mut direct_threads = || {
+            run_direct(search_index, &request, query.as_ref(), search_executor());
+        };
+        let mut direct_full = || {
             let searcher = search_index.searcher();
             let aggregations =
                 AggregationCollector::from_aggs(facet_aggregations(), Default::default());
@@ -347,19 +378,34 @@ fn measure_in_process(
             for address in page {
                 let _: tantivy::TantivyDocument = searcher.doc(address).expect("doc");
             }
-        });
+        };
         let mut total = 0;
-        let library = measure(iterations, || {
+        let mut library = || {
             total = search_index.search(store, &request).expect("search").total;
-        });
+        };
+        let mut timed = measure_in_turns(
+            iterations,
+            Duration::ZERO,
+            &mut [
+                &mut direct,
+                &mut direct_threads,
+                &mut direct_full,
+                &mut library,
+            ],
+        )
+        .into_iter();
+        let mut next = || timed.next().expect("one per variant");
         figures.push(QueryFigures {
             name,
             total,
-            direct,
-            direct_threads,
-            direct_full,
-            library,
+            direct: next(),
+            direct_threads: next(),
+            direct_full: next(),
+            library: next(),
+            direct_beside_http: Vec::new(),
             http: Vec::new(),
+            paced_direct: Vec::new(),
+            paced_http: Vec::new(),
         });
     }
     figures
@@ -423,34 +469,72 @@ async fn health(client: &reqwest::Client, base_url: &str) -> serde_json::Value {
         .expect("health json")
 }
 
-async fn measure_http(
-    client: &reqwest::Client,
+/// HTTP latencies of the query set, each request timed in turns with the direct query on
+/// the index the server serves (opened read-only here): back to back, then paced.
+///
+/// Each request runs on a one-thread client runtime of its own (`block_on` here), and the
+/// direct query on this same thread: on a multi-thread runtime, or with reqwest's blocking
+/// client (which sends to a runtime on another thread), each request would also pay for the
+/// client handing its work between threads.
+fn measure_http(
+    search_index: &SearchIndex,
     base_url: &str,
     figures: &mut [QueryFigures],
     iterations: usize,
 ) {
+    let client_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    let get = |url: &str| -> (reqwest::StatusCode, Vec<u8>) {
+        client_runtime.block_on(async {
+            let response = client.get(url).send().await.expect("search request");
+            let status = response.status();
+            (
+                status,
+                response.bytes().await.expect("search body").to_vec(),
+            )
+        })
+    };
+    let fields = search_index.fields();
     for (figure, (_, parameters)) in figures.iter_mut().zip(QUERIES) {
-        let query: Vec<String> = parameters
+        let request =
+            SearchRequest::from_query_pairs(&query_pairs(parameters)).expect("valid query");
+        let query = request.to_query(&fields);
+        let encoded: Vec<String> = parameters
             .iter()
             .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
             .collect();
-        let url = format!("{base_url}/v3/search?{}", query.join("&"));
-        let mut durations = Vec::with_capacity(iterations);
-        for round in 0..iterations + 5 {
-            let started = Instant::now();
-            let response = client.get(&url).send().await.expect("search request");
-            assert_eq!(response.status(), 200, "{url}");
-            let body = response.bytes().await.expect("search body");
-            if round >= 5 {
-                durations.push(started.elapsed());
-            }
-            if round == 0 {
-                let answer: serde_json::Value = serde_json::from_slice(&body).expect("json");
-                assert_eq!(answer["total"], figure.total, "{url}: same total over HTTP");
-            }
-        }
-        durations.sort();
-        figure.http = durations;
+        let url = format!("{base_url}/v3/search?{}", encoded.join("&"));
+        let (status, body) = get(&url);
+        assert_eq!(status, 200, "{url}");
+        let answer: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(answer["total"], figure.total, "{url}: same total over HTTP");
+        let mut direct = || {
+            run_direct(
+                search_index,
+                &request,
+                query.as_ref(),
+                &Executor::SingleThread,
+            );
+        };
+        let mut http = || {
+            let (status, _) = get(&url);
+            assert_eq!(status, 200, "{url}");
+        };
+        let mut timed =
+            measure_in_turns(iterations, Duration::ZERO, &mut [&mut direct, &mut http]).into_iter();
+        figure.direct_beside_http = timed.next().expect("direct");
+        figure.http = timed.next().expect("http");
+        let mut paced =
+            measure_in_turns(PACED_ROUNDS, PACED_PAUSE, &mut [&mut direct, &mut http]).into_iter();
+        figure.paced_direct = paced.next().expect("direct");
+        figure.paced_http = paced.next().expect("http");
     }
 }
 
@@ -680,7 +764,8 @@ fn measure_and_report(
     // 3a. Latency in process: tantivy directly, then the library's search.
     let mut figures = measure_in_process(&search_index, &store, iterations);
     print_hit_costs(&search_index, &store);
-    drop(search_index);
+    // The store goes (sled allows one process); the index stays open for the direct runs
+    // timed beside the server's answers.
     drop(store);
 
     // 3b. Latency over HTTP, and 4. freshness, against a real server process.
@@ -698,25 +783,8 @@ fn measure_and_report(
             "the server resumes from the index: {health}"
         );
     });
-    // The timed requests run on a runtime of their own with one thread: on a multi-thread
-    // runtime the client's connection task runs on another worker, and each request would
-    // also pay for the client handing its work between threads.
-    let client_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    let timing_client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client");
-    client_runtime.block_on(measure_http(
-        &timing_client,
-        &server.base_url,
-        &mut figures,
-        iterations,
-    ));
-    drop(client_runtime);
+    measure_http(&search_index, &server.base_url, &mut figures, iterations);
+    drop(search_index);
     print_latencies(&figures, iterations);
     let freshness_p99 = if freshness_rate > 0 {
         let freshness = runtime.block_on(freshness_run(
@@ -740,13 +808,13 @@ fn measure_and_report(
         .iter()
         .find(|figure| figure.name == "filtered phrase")
         .map_or(Duration::ZERO, |figure| percentile(&figure.http, 0.99));
-    let over_ratio = within_ratio_verdict(&figures, |figure| &figure.direct);
+    let over_ratio = within_ratio_verdict(&figures, |figure| &figure.direct_beside_http);
     println!(
-        "http p99 within 1.5x of direct on as many threads as the search uses (MT): {}",
+        "http p99 within 1.5x of direct on the search threads (MT, in process): {}",
         within_ratio_verdict(&figures, |figure| &figure.direct_threads)
     );
     println!(
-        "http p99 within 1.5x of tantivy doing the same answer's parts (+facets): {}",
+        "http p99 within 1.5x of tantivy doing the same answer's parts (+facets, in process): {}",
         within_ratio_verdict(&figures, |figure| &figure.direct_full)
     );
     let freshness_target = match freshness_p99 {
@@ -762,7 +830,8 @@ fn measure_and_report(
         None => "freshness not measured".to_string(),
     };
     println!(
-        "\ntargets: filtered phrase http p99 {:.1} ms (< 50 ms: {}); http p99 within 1.5x of direct p99: {}; \
+        "\ntargets: filtered phrase http p99 {:.1} ms (< 50 ms: {}); http p99 within 1.5x of direct p99 \
+         (timed in turns): {}; \
          {freshness_target}",
         milliseconds(filtered_phrase_p99),
         if filtered_phrase_p99 < Duration::from_millis(50) {
@@ -835,14 +904,14 @@ fn report_freshness(
 
 fn print_latencies(figures: &[QueryFigures], iterations: usize) {
     println!(
-        "\nquery latency, {iterations} runs each (ms); direct = tantivy's default search (one thread: TopDocs + \
-         Count, or Count + terms aggregations for facet-only); dirMT = the same with the segments collected on \
-         as many threads as the library's search uses; +facets = the same plus the four facets as tantivy terms aggregations and \
-         the page's stored documents; library = SearchIndex::search (facets, cursor, hits and snippets from sled); \
-         http = GET /v3/search"
+        "\nquery latency in process, {iterations} rounds, every variant once per round (ms): direct = tantivy's \
+         default search (one thread: TopDocs + Count, or Count + terms aggregations for facet-only); dirMT = \
+         the same with the segments collected on the library's search threads; +facets = the same plus the \
+         four facets as tantivy terms aggregations and the page's stored documents; library = \
+         SearchIndex::search (facets, cursor, hits and snippets from sled)"
     );
     println!(
-        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12}",
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12}",
         "query",
         "total",
         "direct50",
@@ -853,34 +922,66 @@ fn print_latencies(figures: &[QueryFigures], iterations: usize) {
         "+facet99",
         "lib50",
         "lib99",
-        "http50",
-        "http99",
-        "http99/dir99",
-        "http99/MT99",
-        "http99/+fac99"
+        "lib99/dir99",
     );
     for figure in figures {
         let direct_p99 = percentile(&figure.direct, 0.99);
-        let http_p99 = percentile(&figure.http, 0.99);
-        let direct_full_p99 = percentile(&figure.direct_full, 0.99);
-        let direct_threads_p99 = percentile(&figure.direct_threads, 0.99);
+        let library_p99 = percentile(&figure.library, 0.99);
         println!(
-            "{:<30} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>12.2} {:>12.2}",
+            "{:<30} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2}",
             figure.name,
             figure.total,
             milliseconds(percentile(&figure.direct, 0.5)),
             milliseconds(direct_p99),
             milliseconds(percentile(&figure.direct_threads, 0.5)),
-            milliseconds(direct_threads_p99),
+            milliseconds(percentile(&figure.direct_threads, 0.99)),
             milliseconds(percentile(&figure.direct_full, 0.5)),
-            milliseconds(direct_full_p99),
+            milliseconds(percentile(&figure.direct_full, 0.99)),
             milliseconds(percentile(&figure.library, 0.5)),
-            milliseconds(percentile(&figure.library, 0.99)),
-            milliseconds(percentile(&figure.http, 0.5)),
-            milliseconds(http_p99),
-            http_p99.as_secs_f64() / direct_p99.as_secs_f64().max(1e-9),
-            http_p99.as_secs_f64() / direct_threads_p99.as_secs_f64().max(1e-9),
-            http_p99.as_secs_f64() / direct_full_p99.as_secs_f64().max(1e-9),
+            milliseconds(library_p99),
+            ratio(library_p99, direct_p99),
         );
     }
+    println!(
+        "\nquery latency over HTTP, {iterations} rounds of one direct run and one GET /v3/search from a \
+         one-thread client; then {PACED_ROUNDS} rounds with {} ms of idle before each run (light traffic) (ms)",
+        PACED_PAUSE.as_millis()
+    );
+    println!(
+        "{:<30} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>13} {:>9} {:>9} {:>9} {:>9}",
+        "query",
+        "direct50",
+        "direct99",
+        "http50",
+        "http99",
+        "http99/dir99",
+        "http99/MT99",
+        "http99/+fac99",
+        "paced d50",
+        "paced d99",
+        "paced h50",
+        "paced h99",
+    );
+    for figure in figures {
+        let http_p99 = percentile(&figure.http, 0.99);
+        println!(
+            "{:<30} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>12.2} {:>12.2} {:>13.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            figure.name,
+            milliseconds(percentile(&figure.direct_beside_http, 0.5)),
+            milliseconds(percentile(&figure.direct_beside_http, 0.99)),
+            milliseconds(percentile(&figure.http, 0.5)),
+            milliseconds(http_p99),
+            ratio(http_p99, percentile(&figure.direct_beside_http, 0.99)),
+            ratio(http_p99, percentile(&figure.direct_threads, 0.99)),
+            ratio(http_p99, percentile(&figure.direct_full, 0.99)),
+            milliseconds(percentile(&figure.paced_direct, 0.5)),
+            milliseconds(percentile(&figure.paced_direct, 0.99)),
+            milliseconds(percentile(&figure.paced_http, 0.5)),
+            milliseconds(percentile(&figure.paced_http, 0.99)),
+        );
+    }
+}
+
+fn ratio(numerator: Duration, denominator: Duration) -> f64 {
+    numerator.as_secs_f64() / denominator.as_secs_f64().max(1e-9)
 }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
+use tantivy::columnar::{Cardinality, Column};
 use tantivy::index::SegmentId;
 use tantivy::{DateTime, DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
@@ -234,6 +234,9 @@ pub struct SearchSegmentCollector {
     sort: SortOrder,
     after: Option<SortKey>,
     snapshot_seq: u64,
+    /// Whether the segment's largest seq is within the snapshot: then no document is left out
+    /// for its seq, and a seq is read only to rank a document (see `collect_docs`).
+    all_in_snapshot: bool,
     seq_column: Column<u64>,
     created_column: Column<DateTime>,
     facet_columns: Vec<Option<Column<u64>>>,
@@ -244,6 +247,8 @@ pub struct SearchSegmentCollector {
     seq_buffer: Vec<Option<u64>>,
     created_buffer: Vec<Option<DateTime>>,
     ordinal_buffers: Vec<Vec<Option<u64>>>,
+    /// Ordinals of a column every document has a value in (read without the `Option`).
+    full_ordinal_buffer: Vec<u64>,
     /// Scored documents waiting to be collected as a block (see `collect`).
     pending_docs: Vec<DocId>,
     pending_scores: Vec<Score>,
@@ -298,6 +303,8 @@ impl Collector for SearchCollector {
             sort: self.sort,
             after: self.after,
             snapshot_seq: self.snapshot_seq,
+            // The column's statistics hold its largest value: no document is read for it.
+            all_in_snapshot: seq_column.max_value() <= self.snapshot_seq,
             seq_column,
             created_column,
             facet_columns,
@@ -310,6 +317,7 @@ impl Collector for SearchCollector {
                 Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN);
                 FACET_FIELDS.len()
             ],
+            full_ordinal_buffer: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
             pending_docs: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
             pending_scores: Vec::with_capacity(tantivy::COLLECT_BLOCK_BUFFER_LEN),
             total: 0,
@@ -487,19 +495,47 @@ impl SearchSegmentCollector {
 
     /// Counts, filters and ranks a block of documents (with their scores when sorting by
     /// relevance), reading each column once for the block.
+    ///
+    /// A seq does two things: it leaves out documents newer than the snapshot, and it breaks
+    /// ties in the ranking. When the whole segment is within the snapshot (nearly always: only
+    /// a segment committed after a cursor's first page is not), the first needs no reads, and
+    /// in relevance order the second needs the seq of only the few documents that score as
+    /// high as the best so far (`rank`). Newest first, nearly every document is newer than
+    /// those before it and reaches the best so far, so the block's seqs are read at once.
     fn collect_docs(&mut self, docs: &[DocId], scores: Option<&[Score]>) {
         let block_length = docs.len();
-        self.seq_buffer.resize(block_length, None);
-        self.seq_column
-            .first_vals(docs, &mut self.seq_buffer[..block_length]);
+        let newest_first = self.sort == SortOrder::Newest;
+        let seqs_read = newest_first || !self.all_in_snapshot;
+        if seqs_read {
+            self.seq_buffer.resize(block_length, None);
+            self.seq_column
+                .first_vals(docs, &mut self.seq_buffer[..block_length]);
+        }
         for (column, (counts, ordinals)) in self.facet_columns.iter().zip(
             self.facet_counts
                 .iter_mut()
                 .zip(self.ordinal_buffers.iter_mut()),
         ) {
             let Some(column) = column else { continue };
+            if self.all_in_snapshot && column.get_cardinality() == Cardinality::Full {
+                let full_ordinals = &mut self.full_ordinal_buffer;
+                full_ordinals.resize(block_length, 0);
+                column
+                    .values
+                    .get_vals(docs, &mut full_ordinals[..block_length]);
+                for ordinal in full_ordinals.iter() {
+                    counts.count(*ordinal);
+                }
+                continue;
+            }
             ordinals.resize(block_length, None);
             column.first_vals(docs, &mut ordinals[..block_length]);
+            if self.all_in_snapshot {
+                for ordinal in ordinals.iter().flatten() {
+                    counts.count(*ordinal);
+                }
+                continue;
+            }
             for (ordinal, seq) in ordinals.iter().zip(&self.seq_buffer) {
                 if let Some(ordinal) = ordinal
                     && seq.unwrap_or(0) <= self.snapshot_seq
@@ -508,15 +544,14 @@ impl SearchSegmentCollector {
                 }
             }
         }
-        let newest_first = self.sort == SortOrder::Newest;
         if newest_first {
             self.created_buffer.resize(block_length, None);
             self.created_column
                 .first_vals(docs, &mut self.created_buffer[..block_length]);
         }
         for (index, doc) in docs.iter().enumerate() {
-            let seq = self.seq_buffer[index].unwrap_or(0);
-            if seq > self.snapshot_seq {
+            let known_seq = seqs_read.then(|| self.seq_buffer[index].unwrap_or(0));
+            if known_seq.is_some_and(|seq| seq > self.snapshot_seq) {
                 continue;
             }
             self.total += 1;
@@ -525,18 +560,32 @@ impl SearchSegmentCollector {
                 Some(scores) => f64::from(scores[index]),
                 None => 0.0,
             };
-            self.rank(*doc, SortKey { primary, seq });
+            self.rank(*doc, primary, known_seq);
         }
     }
 
-    /// Keeps `doc` if it ranks after the cursor and among the best so far.
-    fn rank(&mut self, doc: DocId, key: SortKey) {
-        if let Some(after) = &self.after
-            && key.rank_cmp(after) != Ordering::Less
-        {
-            return;
+    /// Keeps `doc` if it ranks after the cursor and among the best so far. Its seq (`None`:
+    /// not read yet) is read only when the primary key alone does not decide.
+    fn rank(&mut self, doc: DocId, primary: f64, known_seq: Option<u64>) {
+        let seq_column = &self.seq_column;
+        let mut seq = known_seq;
+        let mut read_seq = || *seq.get_or_insert_with(|| seq_column.first(doc).unwrap_or(0));
+        if let Some(after) = &self.after {
+            match primary.total_cmp(&after.primary) {
+                // Ranked before the cursor: shown on an earlier page.
+                Ordering::Greater => return,
+                Ordering::Equal if read_seq() >= after.seq => return,
+                Ordering::Equal | Ordering::Less => {}
+            }
         }
         self.after_cursor += 1;
+        if !self.best.may_take(primary) {
+            return;
+        }
+        let key = SortKey {
+            primary,
+            seq: read_seq(),
+        };
         self.best.offer(RankedDoc { key, doc });
     }
 }
@@ -562,6 +611,15 @@ impl TopCandidates {
             buffer: Vec::with_capacity(keep.saturating_mul(2).min(1 << 16)),
             bar: None,
         }
+    }
+
+    /// Whether a candidate with this primary key may still be among the best (its seq and
+    /// doc decide only a tie with the bar).
+    fn may_take(&self, primary: f64) -> bool {
+        self.keep > 0
+            && self
+                .bar
+                .is_none_or(|bar| primary.total_cmp(&bar.key.primary) != Ordering::Less)
     }
 
     fn offer(&mut self, candidate: RankedDoc) {

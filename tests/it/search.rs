@@ -830,6 +830,7 @@ async fn pagination_neither_skips_nor_repeats() {
     loop {
         let body = search_ok(&client, &base, &[("limit", "5"), ("cursor", &cursor)]).await;
         assert_eq!(body["total"], first["total"], "the snapshot's total");
+        assert_eq!(body["facets"], first["facets"], "the snapshot's facets");
         paged.extend(hit_ids(&body));
         match body["next_cursor"].as_str() {
             Some(next) => cursor = next.to_string(),

@@ -546,8 +546,9 @@ struct FreshnessRun {
     polls: Vec<(Instant, u64)>,
     /// Time from each report's scheduled send to its 201 (retries included), sorted.
     ingest_latencies: Vec<Duration>,
-    /// 503 answers (the server shedding load), each retried after 50 ms.
-    refusals: usize,
+    /// 503 answers (the server shedding load), each retried after 50 ms: when (since the
+    /// start) and the answer's `detail`.
+    refusals: Vec<(Duration, String)>,
 }
 
 /// Open-loop v3 ingest at `rate`/s for `seconds`, polling `/health` every 5 ms.
@@ -596,7 +597,7 @@ async fn freshness_run(
             polls
         })
     };
-    let refusals = Arc::new(AtomicUsize::new(0));
+    let refusals = Arc::new(std::sync::Mutex::new(Vec::new()));
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(bodies.len());
@@ -614,7 +615,16 @@ async fn freshness_run(
                     .await
                     .expect("post report");
                 if response.status() == 503 {
-                    refusals.fetch_add(1, Ordering::Relaxed);
+                    let refused_at = started.elapsed();
+                    let problem: serde_json::Value = response.json().await.unwrap_or_default();
+                    let detail = problem["detail"]
+                        .as_str()
+                        .unwrap_or("no detail")
+                        .to_string();
+                    refusals
+                        .lock()
+                        .expect("refusals")
+                        .push((refused_at, detail));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -640,7 +650,7 @@ async fn freshness_run(
         acknowledged,
         polls,
         ingest_latencies,
-        refusals: refusals.load(Ordering::Relaxed),
+        refusals: std::mem::take(&mut *refusals.lock().expect("refusals")),
     }
 }
 
@@ -892,13 +902,23 @@ fn report_freshness(
          201 -> searchable, /health polled every 5 ms): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
          time to 201 from the scheduled send p50 {:.1} ms, p99 {:.1} ms",
         freshness.acknowledged.len(),
-        freshness.refusals,
+        freshness.refusals.len(),
         milliseconds(percentile(&lags, 0.5)),
         milliseconds(percentile(&lags, 0.99)),
         milliseconds(lags.last().copied().unwrap_or_default()),
         milliseconds(percentile(&freshness.ingest_latencies, 0.5)),
         milliseconds(percentile(&freshness.ingest_latencies, 0.99)),
     );
+    if !freshness.refusals.is_empty() {
+        let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut per_second: std::collections::BTreeMap<u64, usize> = Default::default();
+        for (refused_at, detail) in &freshness.refusals {
+            *reasons.entry(detail.as_str()).or_default() += 1;
+            *per_second.entry(refused_at.as_secs()).or_default() += 1;
+        }
+        println!("503 answers by reason: {reasons:?}");
+        println!("503 answers by second of the run: {per_second:?}");
+    }
     percentile(&lags, 0.99)
 }
 

@@ -395,6 +395,10 @@ enum Reply {
     ),
 }
 
+/// A flush at least this long is logged: at 1,000 reports/s the 256 ingest permits fill in
+/// about this time, and clients start getting 503.
+const SLOW_FLUSH_MICROS: u64 = 200_000;
+
 impl Committer {
     fn run(&mut self, mut receiver: mpsc::Receiver<WriteRequest>) {
         tracing::info!(
@@ -564,6 +568,14 @@ impl Committer {
             .store(group_size as u64, Ordering::Relaxed);
         self.stats.groups.fetch_add(1, Ordering::Relaxed);
         self.durable.send_replace(self.last_seq);
+        if flush_micros >= SLOW_FLUSH_MICROS {
+            tracing::warn!(
+                last_seq = self.last_seq,
+                group_size,
+                flush_ms = flush_micros / 1000,
+                "slow flush: writes waited behind it, and under load clients got 503"
+            );
+        }
         tracing::debug!(
             last_seq = self.last_seq,
             group_size,

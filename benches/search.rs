@@ -26,7 +26,8 @@
 //! After step 2, the finished store is indexed again from scratch as `reportstore reindex` does
 //! (skip with `BENCH_SEARCH_REBUILD=0`). `BENCH_DIR` chooses where the data goes (default: the
 //! temp dir); `BENCH_KEEP` keeps it, and `BENCH_SEARCH_DATA=<kept folder>` measures step 3 again on
-//! it without building anything (no freshness run, which would add reports).
+//! it without building anything (no freshness run, which would add reports, unless
+//! `BENCH_FRESHNESS_RATE` is set).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -546,8 +547,8 @@ struct FreshnessRun {
     polls: Vec<(Instant, u64)>,
     /// Time from each report's scheduled send to its 201 (retries included), sorted.
     ingest_latencies: Vec<Duration>,
-    /// 503 answers (the server shedding load), each retried after 50 ms: when (since the
-    /// start) and the answer's `detail`.
+    /// 503 answers (the server shedding load) and connections reset while sending, each
+    /// retried after 50 ms: when (since the start) and the answer's message.
     refusals: Vec<(Duration, String)>,
 }
 
@@ -608,18 +609,32 @@ async fn freshness_run(
             (client.clone(), base_url.to_string(), Arc::clone(&refusals));
         tasks.push(tokio::spawn(async move {
             loop {
-                let response = client
+                let sent = client
                     .post(format!("{base_url}/v3/report"))
                     .body(body.clone())
                     .send()
-                    .await
-                    .expect("post report");
+                    .await;
+                let response = match sent {
+                    Ok(response) => response,
+                    // A 503 sent before the body was read closes the connection, and the
+                    // close can reach the client as a reset while it is still sending.
+                    Err(error) if error.is_request() || error.is_connect() => {
+                        refusals
+                            .lock()
+                            .expect("refusals")
+                            .push((started.elapsed(), "connection reset".to_string()));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    Err(error) => panic!("post report: {error}"),
+                };
                 if response.status() == 503 {
                     let refused_at = started.elapsed();
                     let problem: serde_json::Value = response.json().await.unwrap_or_default();
-                    let detail = problem["detail"]
+                    let detail = problem["errors"][0]["message"]
                         .as_str()
-                        .unwrap_or("no detail")
+                        .or_else(|| problem["error"].as_str())
+                        .unwrap_or("no message")
                         .to_string();
                     refusals
                         .lock()
@@ -698,7 +713,21 @@ fn main() {
             "reusing {last_seq} stored and indexed reports; index {:.0} MiB",
             directory_size(&index_directory) as f64 / 1048576.0
         );
-        measure_and_report(search_index, store, &data_dir, iterations, &runtime, 0, 0);
+        // Only when asked for by name: each freshness run adds its reports to the kept store.
+        let reuse_freshness_rate = if std::env::var_os("BENCH_FRESHNESS_RATE").is_some() {
+            freshness_rate
+        } else {
+            0
+        };
+        measure_and_report(
+            search_index,
+            store,
+            &data_dir,
+            iterations,
+            &runtime,
+            reuse_freshness_rate,
+            freshness_secs,
+        );
         return;
     }
     let (search_index, build) =

@@ -323,6 +323,9 @@ mod tests {
         super::configure_allocator();
         // SAFETY: PR_GET_THP_DISABLE reads a process flag.
         let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-        assert_eq!(disabled, 1, "transparent huge pages are off for the process");
+        assert_eq!(
+            disabled, 1,
+            "transparent huge pages are off for the process"
+        );
     }
 }

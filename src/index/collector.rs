@@ -15,12 +15,18 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use rayon::prelude::*;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Cardinality, Column};
 use tantivy::index::SegmentId;
-use tantivy::{DateTime, DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
+use tantivy::query::Weight;
+use tantivy::{
+    DateTime, DocAddress, DocId, DocSet, Score, Searcher, SegmentOrdinal, SegmentReader,
+};
 
 use super::query::{SortKey, SortOrder};
 
@@ -352,6 +358,183 @@ impl Collector for SearchCollector {
             .sort_by(|left, right| right.0.rank_cmp(&left.0).then(left.1.cmp(&right.1)));
         fruit.top.truncate(self.keep);
         Ok(fruit)
+    }
+}
+
+/// Pieces per search thread when a segment is cut (see [`plan_collection_pieces`]): a thread
+/// that finishes early takes another piece rather than wait for a long one.
+const PIECES_PER_THREAD: usize = 2;
+
+/// A segment is cut in pieces of about this many documents or more: a piece pays for its own scorer (term dictionary
+/// lookups, a phrase's position readers) and its own facet harvest.
+const MIN_PIECE_DOCS: DocId = 32 * 1024;
+
+/// Documents `docs` of segment `segment_ord`: what one search thread collects at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionPiece {
+    /// The segment.
+    pub segment_ord: SegmentOrdinal,
+    /// Its documents in this piece.
+    pub docs: std::ops::Range<DocId>,
+}
+
+/// Cuts the segments (their `max_doc`s, in segment order) into pieces of about equal size for
+/// `threads` threads, largest first.
+///
+/// tantivy collects a search one segment per thread, and a merged index is lopsided: one
+/// segment often holds more than half of the documents, and then the other threads sit idle
+/// while one thread collects it. Cut in document ranges, each thread gets a fair share of
+/// every large segment. A piece's cost follows the matches in its range, not its length, but
+/// reports arrive in no order of content, so matches spread evenly enough.
+/// Segments of fewer than `min_piece_docs` documents are not cut.
+pub fn plan_collection_pieces(
+    segment_max_docs: &[DocId],
+    threads: usize,
+    min_piece_docs: DocId,
+) -> Vec<CollectionPiece> {
+    let total_docs: u64 = segment_max_docs.iter().map(|docs| u64::from(*docs)).sum();
+    let wanted_pieces = (threads * PIECES_PER_THREAD).max(1) as u64;
+    let piece_docs = if threads <= 1 {
+        DocId::MAX
+    } else {
+        DocId::try_from(total_docs.div_ceil(wanted_pieces))
+            .unwrap_or(DocId::MAX)
+            .max(min_piece_docs.max(1))
+    };
+    let mut pieces = Vec::new();
+    for (segment_ord, max_doc) in segment_max_docs.iter().copied().enumerate() {
+        if max_doc == 0 {
+            continue;
+        }
+        // Rounded to the nearest count: a segment a little over one piece stays whole.
+        let count = ((max_doc + piece_docs / 2) / piece_docs).max(1);
+        let length = max_doc.div_ceil(count);
+        let mut start = 0;
+        while start < max_doc {
+            let end = start.saturating_add(length).min(max_doc);
+            pieces.push(CollectionPiece {
+                segment_ord: segment_ord as SegmentOrdinal,
+                docs: start..end,
+            });
+            start = end;
+        }
+    }
+    pieces.sort_by_key(|piece| std::cmp::Reverse(piece.docs.len()));
+    pieces
+}
+
+impl SearchCollector {
+    /// Collects `weight`'s matches over the searcher's segments, cut into pieces
+    /// ([`plan_collection_pieces`]) that the search threads take largest first.
+    ///
+    /// The same result as `searcher.search(query, self)`: pieces of one segment yield fruits
+    /// that merge like those of different segments (totals add up, facet counts are by
+    /// interned id, hits keep their segment's address).
+    pub fn collect_in_pieces(
+        &self,
+        searcher: &Searcher,
+        weight: &dyn Weight,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> tantivy::Result<SearchFruit> {
+        let segment_max_docs: Vec<DocId> = searcher
+            .segment_readers()
+            .iter()
+            .map(SegmentReader::max_doc)
+            .collect();
+        let threads = pool.map_or(1, rayon::ThreadPool::current_num_threads);
+        let pieces = plan_collection_pieces(&segment_max_docs, threads, MIN_PIECE_DOCS);
+        self.collect_pieces(searcher, weight, pool, &pieces)
+    }
+
+    /// Collects `pieces` (which must cover every document of every segment once) on `pool`.
+    pub fn collect_pieces(
+        &self,
+        searcher: &Searcher,
+        weight: &dyn Weight,
+        pool: Option<&rayon::ThreadPool>,
+        pieces: &[CollectionPiece],
+    ) -> tantivy::Result<SearchFruit> {
+        let threads = pool.map_or(1, rayon::ThreadPool::current_num_threads);
+        let collect_piece = |piece: &CollectionPiece| {
+            let reader = searcher.segment_reader(piece.segment_ord);
+            self.collect_piece(weight, piece, reader)
+        };
+        let Some(pool) = pool.filter(|_| pieces.len() > 1) else {
+            let fruits = pieces
+                .iter()
+                .map(collect_piece)
+                .collect::<tantivy::Result<_>>()?;
+            return self.merge_fruits(fruits);
+        };
+        // Each worker takes the next piece until none is left: the largest go first, and a
+        // worker that finishes early keeps taking small ones.
+        let next_piece = AtomicUsize::new(0);
+        let take_pieces = || -> tantivy::Result<Vec<SegmentFruit>> {
+            let mut fruits = Vec::new();
+            loop {
+                let index = next_piece.fetch_add(1, AtomicOrdering::Relaxed);
+                let Some(piece) = pieces.get(index) else {
+                    return Ok(fruits);
+                };
+                fruits.push(collect_piece(piece)?);
+            }
+        };
+        let per_worker: Vec<tantivy::Result<Vec<SegmentFruit>>> = pool.install(|| {
+            (0..threads.min(pieces.len()))
+                .into_par_iter()
+                .map(|_| take_pieces())
+                .collect()
+        });
+        let mut fruits = Vec::with_capacity(pieces.len());
+        for worker_fruits in per_worker {
+            fruits.extend(worker_fruits?);
+        }
+        self.merge_fruits(fruits)
+    }
+
+    /// Collects the matches of one piece. The scorer starts at the piece's first document
+    /// (a seek: postings skip whole blocks) and is left once it passes the last.
+    fn collect_piece(
+        &self,
+        weight: &dyn Weight,
+        piece: &CollectionPiece,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentFruit> {
+        let mut segment_collector = self.for_segment(piece.segment_ord, reader)?;
+        let mut scorer = weight.scorer(reader, 1.0)?;
+        if scorer.doc() < piece.docs.start {
+            scorer.seek(piece.docs.start);
+        }
+        let alive_bitset = reader.alive_bitset();
+        let is_alive = |doc: DocId| alive_bitset.is_none_or(|alive| alive.is_alive(doc));
+        if self.requires_scoring() {
+            let mut doc = scorer.doc();
+            while doc < piece.docs.end {
+                if is_alive(doc) {
+                    segment_collector.collect(doc, scorer.score());
+                }
+                doc = scorer.advance();
+            }
+            return Ok(segment_collector.harvest());
+        }
+        let mut buffer = [0; tantivy::COLLECT_BLOCK_BUFFER_LEN];
+        let mut alive_docs = Vec::new();
+        while scorer.doc() < piece.docs.end {
+            let filled = scorer.fill_buffer(&mut buffer);
+            let in_piece = buffer[..filled].partition_point(|doc| *doc < piece.docs.end);
+            let docs = &buffer[..in_piece];
+            if alive_bitset.is_none() {
+                segment_collector.collect_block(docs);
+            } else {
+                alive_docs.clear();
+                alive_docs.extend(docs.iter().copied().filter(|doc| is_alive(*doc)));
+                segment_collector.collect_block(&alive_docs);
+            }
+            if in_piece < filled {
+                break;
+            }
+        }
+        Ok(segment_collector.harvest())
     }
 }
 
@@ -728,9 +911,9 @@ impl SegmentCollector for SearchSegmentCollector {
 
 #[cfg(test)]
 mod tests {
-    use tantivy::query::AllQuery;
+    use tantivy::query::{AllQuery, EnableScoring};
     use tantivy::schema::{FAST, STRING, Schema};
-    use tantivy::{Index, TantivyDocument};
+    use tantivy::{Index, TantivyDocument, Term};
 
     use super::*;
 
@@ -904,5 +1087,221 @@ mod tests {
         let fruit = searcher.search(&AllQuery, &collector).unwrap();
         assert_eq!(fruit.total, 7);
         assert!(fruit.facets.iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn pieces_cover_every_document_once_and_only_large_segments_are_cut() {
+        let lopsided = [
+            600_000, 200_000, 100_000, 50_000, 20_000, 20_000, 9_000, 0, 1,
+        ];
+        for (max_docs, threads, min_piece_docs) in [
+            (&lopsided[..], 2, MIN_PIECE_DOCS),
+            (&lopsided[..], 4, MIN_PIECE_DOCS),
+            (&lopsided[..], 1, MIN_PIECE_DOCS),
+            (&[10, 3, 7][..], 2, 2),
+            (&[5][..], 3, 1),
+            (&[][..], 2, 1),
+        ] {
+            let pieces = plan_collection_pieces(max_docs, threads, min_piece_docs);
+            for (segment_ord, max_doc) in max_docs.iter().enumerate() {
+                let mut ranges: Vec<_> = pieces
+                    .iter()
+                    .filter(|piece| piece.segment_ord as usize == segment_ord)
+                    .map(|piece| piece.docs.clone())
+                    .collect();
+                ranges.sort_by_key(|range| range.start);
+                let mut next = 0;
+                for range in &ranges {
+                    assert_eq!(
+                        range.start, next,
+                        "{max_docs:?} on {threads}: gap or overlap"
+                    );
+                    assert!(range.end > range.start, "{max_docs:?}: an empty piece");
+                    next = range.end;
+                }
+                assert_eq!(
+                    next, *max_doc,
+                    "{max_docs:?} on {threads}: segment not covered"
+                );
+            }
+            let lengths: Vec<usize> = pieces.iter().map(|piece| piece.docs.len()).collect();
+            assert!(
+                lengths.windows(2).all(|pair| pair[0] >= pair[1]),
+                "largest first"
+            );
+        }
+        let one_thread = plan_collection_pieces(&lopsided, 1, MIN_PIECE_DOCS);
+        assert_eq!(
+            one_thread.len(),
+            8,
+            "one thread: one piece per non-empty segment"
+        );
+        // Two threads: the 600,000-document segment no longer decides the time alone.
+        let two_threads = plan_collection_pieces(&lopsided, 2, MIN_PIECE_DOCS);
+        let total: usize = lopsided.iter().sum::<u32>() as usize;
+        assert!(two_threads[0].docs.len() <= total / 3, "{two_threads:?}");
+        let small_segments_whole = two_threads
+            .iter()
+            .filter(|piece| lopsided[piece.segment_ord as usize] < 100_000)
+            .all(|piece| piece.docs.len() == lopsided[piece.segment_ord as usize] as usize);
+        assert!(small_segments_whole, "{two_threads:?}");
+    }
+
+    /// Cut in pieces of a few documents, collected on two threads, with deleted documents, a
+    /// snapshot, a cursor and both orders: exactly what tantivy's collection by segment gives.
+    #[test]
+    fn collecting_in_pieces_gives_what_collecting_by_segment_gives() {
+        use tantivy::query::{Query, TermQuery};
+        use tantivy::schema::{IndexRecordOption, TEXT};
+
+        let mut builder = Schema::builder();
+        let seq = builder.add_u64_field("seq", FAST);
+        let created = builder.add_date_field("created", FAST);
+        let text = builder.add_text_field("text", TEXT);
+        let facet_fields: Vec<_> = FACET_FIELDS
+            .iter()
+            .map(|name| builder.add_text_field(name, STRING | FAST))
+            .collect();
+        let index = Index::create_in_ram(builder.build());
+        let mut writer: tantivy::IndexWriter =
+            index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let grades = ["pass", "fail", "na", "unknown"];
+        let mut next_seq = 0u64;
+        for segment_length in [97, 41, 13, 1] {
+            for _ in 0..segment_length {
+                next_seq += 1;
+                let mut document = TantivyDocument::default();
+                document.add_u64(seq, next_seq);
+                // Out of seq order, with ties: the order must come from the keys.
+                document.add_date(
+                    created,
+                    tantivy::DateTime::from_timestamp_secs(((next_seq * 37) % 50) as i64),
+                );
+                let repeats = 1 + (next_seq % 4) as usize;
+                let words = format!(
+                    "{} {}",
+                    "boom ".repeat(repeats),
+                    "filler ".repeat(next_seq as usize % 9)
+                );
+                document.add_text(text, &words);
+                let values = [
+                    grades[(next_seq % 4) as usize].to_string(),
+                    format!("os{}", next_seq % 3),
+                    format!("5.{}", next_seq % 5),
+                    format!("Dist-{}", next_seq % 11),
+                ];
+                for (field, value) in facet_fields.iter().zip(values) {
+                    document.add_text(*field, value);
+                }
+                writer.add_document(document).unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        writer.delete_term(Term::from_field_text(facet_fields[3], "Dist-4"));
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.segment_readers().len(), 4);
+        assert!(
+            searcher
+                .segment_readers()
+                .iter()
+                .any(SegmentReader::has_deletes)
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let interner = FacetInterner::default();
+        let max_docs: Vec<DocId> = searcher
+            .segment_readers()
+            .iter()
+            .map(SegmentReader::max_doc)
+            .collect();
+        let queries: [Box<dyn Query>; 2] = [
+            Box::new(TermQuery::new(
+                Term::from_field_text(text, "boom"),
+                IndexRecordOption::WithFreqs,
+            )),
+            Box::new(TermQuery::new(
+                Term::from_field_text(facet_fields[0], "fail"),
+                IndexRecordOption::Basic,
+            )),
+        ];
+        let as_maps = |fruit: &SearchFruit| -> Vec<std::collections::BTreeMap<u32, u64>> {
+            fruit
+                .facets
+                .iter()
+                .map(|counts| counts.iter().copied().collect())
+                .collect()
+        };
+        let mut compared = 0;
+        for query in &queries {
+            for sort in [SortOrder::Relevance, SortOrder::Newest] {
+                for snapshot_seq in [u64::MAX, 120] {
+                    for keep in [0, 1, 10, 500] {
+                        let make_collector = |after: Option<SortKey>| SearchCollector {
+                            sort,
+                            keep,
+                            after,
+                            snapshot_seq,
+                            facet_tables: interner.tables_for(&searcher).unwrap(),
+                            counted_facets: [true, true, false, true],
+                        };
+                        let first_page = searcher
+                            .search(query.as_ref(), &make_collector(None))
+                            .unwrap();
+                        // The next page too: a cursor after the first page's fifth hit.
+                        let after = first_page.top.get(4).map(|(key, _)| *key);
+                        let collectors = [make_collector(None), make_collector(after)];
+                        for collector in &collectors {
+                            let expected = searcher.search(query.as_ref(), collector).unwrap();
+                            let scoring = if collector.requires_scoring() {
+                                EnableScoring::enabled_from_searcher(&searcher)
+                            } else {
+                                EnableScoring::disabled_from_searcher(&searcher)
+                            };
+                            let weight = query.weight(scoring).unwrap();
+                            for piece_docs in [1, 7, 40, 1_000] {
+                                let pieces = plan_collection_pieces(&max_docs, 2, piece_docs);
+                                for pool in [Some(&pool), None] {
+                                    let pieced = collector
+                                        .collect_pieces(&searcher, weight.as_ref(), pool, &pieces)
+                                        .unwrap();
+                                    let context = format!(
+                                        "{sort:?} keep {keep} snapshot {snapshot_seq} pieces of {piece_docs}"
+                                    );
+                                    assert_eq!(pieced.total, expected.total, "{context}");
+                                    assert_eq!(
+                                        pieced.after_cursor, expected.after_cursor,
+                                        "{context}"
+                                    );
+                                    assert_eq!(pieced.top, expected.top, "{context}");
+                                    assert_eq!(as_maps(&pieced), as_maps(&expected), "{context}");
+                                    compared += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 2 * 2 * 2 * 4 * 2 * 4 * 2);
+        // And the pieces the search itself plans.
+        let collector = SearchCollector {
+            sort: SortOrder::Newest,
+            keep: 20,
+            after: None,
+            snapshot_seq: u64::MAX,
+            facet_tables: interner.tables_for(&searcher).unwrap(),
+            counted_facets: [true; FACET_FIELDS.len()],
+        };
+        let weight = queries[1]
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .unwrap();
+        let planned = collector
+            .collect_in_pieces(&searcher, weight.as_ref(), Some(&pool))
+            .unwrap();
+        let expected = searcher.search(queries[1].as_ref(), &collector).unwrap();
+        assert_eq!((planned.total, planned.top), (expected.total, expected.top));
     }
 }

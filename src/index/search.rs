@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
 
 use aho_corasick::AhoCorasick;
@@ -23,7 +24,7 @@ use uuid::Uuid;
 use super::collector::{FACET_FIELDS, SearchCollector};
 use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
 use super::schema::{StoredDocument, truncate_on_char_boundary};
-use super::threads::{search_executor, search_pool};
+use super::threads::search_pool;
 use super::tokenizer::{TokenSpans, is_joiner_token, restart_offset_before, span_equals_token};
 use super::{SearchIndex, index_error};
 use crate::error::{Error, Result};
@@ -743,8 +744,9 @@ impl SearchIndex {
             } else {
                 EnableScoring::disabled_from_searcher(&searcher)
             };
-            searcher
-                .search_with_executor(query.as_ref(), &collector, search_executor(), scoring)
+            let weight = query.weight(scoring).map_err(index_error("searching"))?;
+            collector
+                .collect_in_pieces(&searcher, weight.as_ref(), search_pool().map(Arc::as_ref))
                 .map_err(index_error("searching"))
         };
         // The snippet maker needs only the query (its words' frequencies and an automaton,

@@ -103,7 +103,10 @@ async fn submit(
             name: user.name,
             email: user.email,
         });
-        metabase::prepare_submission(&submission, reporter.as_ref(), &body, received_at)
+        let prepared =
+            metabase::prepare_submission(&submission, reporter.as_ref(), &body, received_at)?;
+        store.warm_for_report(&prepared.id, &prepared.summary);
+        Ok(prepared)
     })
     .await?;
     let guid = prepared.id;

@@ -51,9 +51,13 @@ async fn store_v3(
     };
     let body = read_body(body, &headers, state.limits.max_body_bytes).await?;
     let validator = state.v3_validator.clone();
-    let prepared =
-        blocking(move || prepare_v3_report(&validator, &body, path_id, protocol, received_at))
-            .await?;
+    let store = state.store.clone();
+    let prepared = blocking(move || {
+        let prepared = prepare_v3_report(&validator, &body, path_id, protocol, received_at)?;
+        store.warm_for_report(&prepared.id, &prepared.summary);
+        Ok(prepared)
+    })
+    .await?;
     let id = prepared.id;
     let grade = prepared.summary.grade.clone();
     let outcome = state.committer.put_report(prepared).await?;

@@ -613,6 +613,29 @@ impl DerivedGroup {
     }
 }
 
+/// Reads (and drops) the rows that committing a report of `summary`'s release reads or
+/// rewrites, so that their pages are in memory when the committer gets to them. Best effort:
+/// a failed read is left for the committer to meet.
+///
+/// The committer stages reports one after another on one thread. On a store larger than
+/// memory each of a report's rows in random places (its release's counters and change marker,
+/// its release and author index rows) can be a disk read, and one thread's reads in a row
+/// cap ingest. Done on the ingest threads, many at once, before the report is queued, the
+/// reads overlap.
+pub(crate) fn warm_rows_for_report(tree: &sled::Db, summary: &ReportSummary) {
+    let (dist, version) = (summary.dist.as_str(), summary.version.as_str());
+    if let Ok(Some(bytes)) = tree.get(release_key(dist, version))
+        && let Ok(counters) = decode_release(dist, version, &bytes)
+    {
+        let _ = tree.get(release_changed_key(counters.last_seq, dist, version));
+    }
+    // The report's own row goes after the release's others: where `u64::MAX` would go.
+    let _ = tree.get(summary_release_key(dist, version, u64::MAX));
+    if let Some(author) = &summary.author {
+        let _ = tree.get(author_release_key(author, dist, version));
+    }
+}
+
 /// Reads a big-endian u64 counter value (0 when damaged).
 pub fn read_counter(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
@@ -1007,6 +1030,52 @@ mod tests {
         }
         group.finish(&mut batch).unwrap();
         store.db().apply_batch(batch).unwrap();
+    }
+
+    /// Warming reads only: for a release not stored yet and for one stored, the store holds
+    /// exactly what it held, and committing afterwards counts as before.
+    #[test]
+    fn warming_a_report_writes_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let store =
+            super::super::Store::open(directory.path(), &super::super::StoreConfig::default())
+                .unwrap();
+        let contents = |store: &super::super::Store| -> Vec<(Vec<u8>, Vec<u8>)> {
+            store
+                .db()
+                .iter()
+                .map(|entry| {
+                    let (key, value) = entry.unwrap();
+                    (key.to_vec(), value.to_vec())
+                })
+                .collect()
+        };
+        let opened = contents(&store);
+        let first = summary();
+        store.warm_for_report(&first.guid, &first);
+        assert_eq!(
+            contents(&store),
+            opened,
+            "a warm read of a new release wrote"
+        );
+        commit_group(&store, std::slice::from_ref(&first));
+        let committed = contents(&store);
+        let mut second = summary();
+        second.guid = Uuid::from_u128(2);
+        second.seq = 78;
+        store.warm_for_report(&second.guid, &second);
+        assert_eq!(
+            contents(&store),
+            committed,
+            "a warm read of a stored release wrote"
+        );
+        commit_group(&store, std::slice::from_ref(&second));
+        let counters = store
+            .release(&second.dist, &second.version)
+            .unwrap()
+            .unwrap();
+        assert_eq!(counters.last_seq, 78);
+        assert_eq!(counters.totals().iter().sum::<u64>(), 2);
     }
 
     #[test]

@@ -258,6 +258,19 @@ impl Store {
         Ok(Some(StoredReport { record, document }))
     }
 
+    /// Reads the rows that committing report `id` (of `summary`) will read or rewrite, so
+    /// that the committer finds them in memory; nothing is written. Call it where the report
+    /// is prepared, off the async runtime: on a cold store it waits for the disk.
+    ///
+    /// Without it, a store larger than memory held ingest to one thread's random reads: a
+    /// run at 1,000 reports/s on a 5 GB store whose pages had left the page cache was
+    /// answered 503 232,000 times in 26 s, all "too many reports in flight".
+    pub fn warm_for_report(&self, id: &Uuid, summary: &derived::ReportSummary) {
+        let _ = self.db.get(report_key(id));
+        let _ = self.db.get(fact_key(id));
+        derived::warm_rows_for_report(&self.db, summary);
+    }
+
     /// The original Metabase submission of report `id`, byte for byte, if it came that way.
     pub fn report_fact(&self, id: &Uuid, stored: &StoredReport) -> Result<Option<Vec<u8>>> {
         let Some(frame) = self

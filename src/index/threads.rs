@@ -17,8 +17,9 @@ pub fn search_thread_count() -> usize {
 }
 
 /// The search threads ([`search_thread_count`]); `None` on a single core or if the threads
-/// cannot be started. A search collects its segments on them (tantivy's `Executor` over this
-/// pool) and then reads its hits back and cuts their snippets on them.
+/// cannot be started. A search collects its segments on them, cut in pieces of about equal
+/// size (`SearchCollector::collect_in_pieces`), and then reads its hits back and cuts their
+/// snippets on them.
 ///
 /// They live as long as the process, so a search neither starts threads nor has each new
 /// thread build its own zstd decompression context (the per-thread one in `codec`). Several
@@ -169,7 +170,8 @@ where
     }
 }
 
-/// The executor segments are collected with: the search pool, or the calling thread.
+/// tantivy's executor over the search pool (or the calling thread): how tantivy's own
+/// collectors run on these threads, one segment per thread (the search benchmark's `dirMT`).
 pub fn search_executor() -> &'static Executor {
     static EXECUTOR: OnceLock<Executor> = OnceLock::new();
     EXECUTOR.get_or_init(|| {

@@ -105,7 +105,11 @@ async fn submit(
         });
         let prepared =
             metabase::prepare_submission(&submission, reporter.as_ref(), &body, received_at)?;
-        store.warm_for_report(&prepared.id, &prepared.summary);
+        store.warm_for_report(
+            &prepared.id,
+            &prepared.summary,
+            prepared.fact_frame.is_some(),
+        );
         Ok(prepared)
     })
     .await?;

@@ -54,7 +54,11 @@ async fn store_v3(
     let store = state.store.clone();
     let prepared = blocking(move || {
         let prepared = prepare_v3_report(&validator, &body, path_id, protocol, received_at)?;
-        store.warm_for_report(&prepared.id, &prepared.summary);
+        store.warm_for_report(
+            &prepared.id,
+            &prepared.summary,
+            prepared.fact_frame.is_some(),
+        );
         Ok(prepared)
     })
     .await?;

@@ -990,16 +990,43 @@ mod tests {
         assert!(counts.counts.iter().all(|count| *count == 0));
     }
 
-    #[test]
-    fn facet_counts_merge_across_segments_by_value() {
+    /// A RAM index with the collector's columns (`seq`, `created`, the facets) and, with
+    /// `text`, a scored text field.
+    struct TestIndex {
+        index: Index,
+        seq: tantivy::schema::Field,
+        created: tantivy::schema::Field,
+        text: Option<tantivy::schema::Field>,
+        facet_fields: Vec<tantivy::schema::Field>,
+    }
+
+    fn test_index(with_text: bool) -> TestIndex {
         let mut builder = Schema::builder();
         let seq = builder.add_u64_field("seq", FAST);
         let created = builder.add_date_field("created", FAST);
-        let facet_fields: Vec<_> = FACET_FIELDS
+        let text = with_text.then(|| builder.add_text_field("text", tantivy::schema::TEXT));
+        let facet_fields = FACET_FIELDS
             .iter()
             .map(|name| builder.add_text_field(name, STRING | FAST))
             .collect();
-        let index = Index::create_in_ram(builder.build());
+        TestIndex {
+            index: Index::create_in_ram(builder.build()),
+            seq,
+            created,
+            text,
+            facet_fields,
+        }
+    }
+
+    #[test]
+    fn facet_counts_merge_across_segments_by_value() {
+        let TestIndex {
+            index,
+            seq,
+            created,
+            facet_fields,
+            ..
+        } = test_index(false);
         let mut writer: tantivy::IndexWriter =
             index.writer_with_num_threads(1, 15_000_000).unwrap();
         let segments: [&[(&str, &str)]; 3] = [
@@ -1152,17 +1179,16 @@ mod tests {
     #[test]
     fn collecting_in_pieces_gives_what_collecting_by_segment_gives() {
         use tantivy::query::{Query, TermQuery};
-        use tantivy::schema::{IndexRecordOption, TEXT};
+        use tantivy::schema::IndexRecordOption;
 
-        let mut builder = Schema::builder();
-        let seq = builder.add_u64_field("seq", FAST);
-        let created = builder.add_date_field("created", FAST);
-        let text = builder.add_text_field("text", TEXT);
-        let facet_fields: Vec<_> = FACET_FIELDS
-            .iter()
-            .map(|name| builder.add_text_field(name, STRING | FAST))
-            .collect();
-        let index = Index::create_in_ram(builder.build());
+        let TestIndex {
+            index,
+            seq,
+            created,
+            text,
+            facet_fields,
+        } = test_index(true);
+        let text = text.expect("asked for a text field");
         let mut writer: tantivy::IndexWriter =
             index.writer_with_num_threads(1, 15_000_000).unwrap();
         let grades = ["pass", "fail", "na", "unknown"];

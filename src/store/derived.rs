@@ -1052,7 +1052,7 @@ mod tests {
         };
         let opened = contents(&store);
         let first = summary();
-        store.warm_for_report(&first.guid, &first);
+        store.warm_for_report(&first.guid, &first, true);
         assert_eq!(
             contents(&store),
             opened,
@@ -1063,7 +1063,7 @@ mod tests {
         let mut second = summary();
         second.guid = Uuid::from_u128(2);
         second.seq = 78;
-        store.warm_for_report(&second.guid, &second);
+        store.warm_for_report(&second.guid, &second, true);
         assert_eq!(
             contents(&store),
             committed,

@@ -265,9 +265,12 @@ impl Store {
     /// Without it, a store larger than memory held ingest to one thread's random reads: a
     /// run at 1,000 reports/s on a 5 GB store whose pages had left the page cache was
     /// answered 503 232,000 times in 26 s, all "too many reports in flight".
-    pub fn warm_for_report(&self, id: &Uuid, summary: &derived::ReportSummary) {
+    /// `with_fact`: the report brings an original Metabase fact (its row is written too).
+    pub fn warm_for_report(&self, id: &Uuid, summary: &derived::ReportSummary, with_fact: bool) {
         let _ = self.db.get(report_key(id));
-        let _ = self.db.get(fact_key(id));
+        if with_fact {
+            let _ = self.db.get(fact_key(id));
+        }
         derived::warm_rows_for_report(&self.db, summary);
     }
 

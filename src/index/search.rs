@@ -1,5 +1,6 @@
-//! Running a search: one collector pass over a reader snapshot, then the page's hits read
-//! back from sled with highlighted snippets.
+//! Running a search: one collector pass over a reader snapshot, then the page's hits: from
+//! their stored [`HitPreview`] when the query highlights nothing, else read back from sled
+//! with highlighted snippets.
 //!
 //! Snippets are cut from the same full text that was indexed (sled keeps it; the index does
 //! not) with the index's tokenizer, so highlights fall exactly where the query matched: a
@@ -23,7 +24,7 @@ use uuid::Uuid;
 
 use super::collector::{FACET_FIELDS, SearchCollector};
 use super::query::{Cursor, SearchRequest, SortKey, SortOrder};
-use super::schema::{StoredDocument, truncate_on_char_boundary};
+use super::schema::{HitPreview, StoredDocument, leading_fragment, truncate_on_char_boundary};
 use super::threads::search_pool;
 use super::tokenizer::{TokenSpans, is_joiner_token, restart_offset_before, span_equals_token};
 use super::{SearchIndex, index_error};
@@ -442,6 +443,12 @@ impl SnippetMaker {
         }
     }
 
+    /// Whether no text can have a match: the query has no words, or none of its words is in
+    /// any report. Every snippet is then the [`leading_fragment`] of its text.
+    fn highlights_nothing(&self) -> bool {
+        self.sequences.is_empty()
+    }
+
     /// The vocabulary id of the token at `span`, if it is one of the query's tokens. The
     /// vocabulary is a handful of tokens: comparing them beats hashing every token of the text.
     fn token_id(&self, text: &str, span: (usize, usize)) -> Option<u32> {
@@ -527,8 +534,7 @@ impl SnippetMaker {
         let scanned = truncate_on_char_boundary(text, SNIPPET_SCAN_BYTES);
         let matches = self.find_matches(scanned);
         let Some(first_match) = matches.first() else {
-            let leading = truncate_on_char_boundary(text.trim_start(), SNIPPET_MAX_BYTES);
-            return HitSnippet::from_fragment(leading, &[]);
+            return HitSnippet::from_fragment(leading_fragment(text), &[]);
         };
         let budget = SNIPPET_MAX_BYTES - SNIPPET_CONTEXT_BYTES;
         let mut best_anchor = first_match.range.start;
@@ -580,11 +586,13 @@ impl SnippetMaker {
 /// Pages at least this long are read back from sled on several threads.
 const PARALLEL_HITS_MINIMUM: usize = 8;
 
-/// Reads hits back from sled and cuts their snippets.
+/// Makes the page's hits: from their stored preview when the snippets highlight nothing, else
+/// read back from sled with their snippets cut.
 struct HitMaker<'a> {
     searcher: &'a Searcher,
     store: &'a Store,
     id_field: Field,
+    preview_field: Field,
     snippets: &'a SnippetMaker,
     with_score: bool,
 }
@@ -592,8 +600,12 @@ struct HitMaker<'a> {
 impl HitMaker<'_> {
     /// The hits of `page`, in order. Reading, decompressing and parsing a report and cutting
     /// its snippet takes tens of microseconds; a long page is split over the cores.
+    ///
+    /// Hits made from their previews (a microsecond or two each) are made on this thread: the
+    /// hand-off to another would cost more than it saves.
     fn make_all(&self, page: &[(SortKey, tantivy::DocAddress)]) -> Result<Vec<SearchHit>> {
-        let Some(pool) = search_pool().filter(|_| page.len() >= PARALLEL_HITS_MINIMUM) else {
+        let parallel = page.len() >= PARALLEL_HITS_MINIMUM && !self.snippets.highlights_nothing();
+        let Some(pool) = search_pool().filter(|_| parallel) else {
             return self.make_sequentially(page);
         };
         let made: Vec<Result<Option<SearchHit>>> = pool.install(|| {
@@ -634,6 +646,17 @@ impl HitMaker<'_> {
             tracing::warn!(id = %id_text, "indexed report id is not a uuid");
             return Ok(None);
         };
+        if self.snippets.highlights_nothing() {
+            let preview = stored
+                .get_first(self.preview_field)
+                .and_then(|value| value.as_bytes())
+                .and_then(HitPreview::decode);
+            // No preview (too long to store): the report is read back below.
+            if let Some(preview) = preview {
+                let snippet = HitSnippet::from_fragment(preview.leading_text, &[]);
+                return Ok(Some(self.hit(&id, key, &preview, snippet)));
+            }
+        }
         let report = match self.store.report(&id) {
             Ok(Some(report)) => report,
             Ok(None) => {
@@ -651,26 +674,38 @@ impl HitMaker<'_> {
             return Ok(None);
         };
         let report_fields = document.fields(report.record.received_at_ms);
-        let snippet = self.snippets.snippet(&document.full_text());
-        Ok(Some(SearchHit {
+        let text = document.full_text();
+        let snippet = self.snippets.snippet(&text);
+        Ok(Some(self.hit(
+            &id,
+            key,
+            &HitPreview::of(&report_fields, &text),
+            snippet,
+        )))
+    }
+
+    /// The hit of report `id` ranked at `key`, showing `shown`. Both ways of making a hit end
+    /// here, so a hit from the stored preview equals one read back from sled.
+    fn hit(&self, id: &Uuid, key: &SortKey, shown: &HitPreview, snippet: HitSnippet) -> SearchHit {
+        SearchHit {
             id: id.hyphenated().to_string(),
             seq: key.seq,
-            dist: report_fields.dist,
-            version: report_fields.version,
-            author: report_fields.author,
-            grade: report_fields.grade,
-            osname: report_fields.osname,
-            osversion: report_fields.osversion,
-            perl: report_fields.perl,
-            arch: report_fields.arch,
+            dist: shown.dist.to_string(),
+            version: shown.version.to_string(),
+            author: shown.author.to_string(),
+            grade: shown.grade.to_string(),
+            osname: shown.osname.to_string(),
+            osversion: shown.osversion.to_string(),
+            perl: shown.perl.to_string(),
+            arch: shown.arch.to_string(),
             reporter: HitReporter {
-                name: report_fields.reporter_name,
-                email: report_fields.reporter_email,
+                name: shown.reporter_name.to_string(),
+                email: shown.reporter_email.to_string(),
             },
-            created: report_fields.created,
+            created: shown.created.to_string(),
             score: self.with_score.then_some(key.primary as f32),
             snippet,
-        }))
+        }
     }
 }
 
@@ -764,6 +799,7 @@ impl SearchIndex {
             searcher: &searcher,
             store,
             id_field: fields.id,
+            preview_field: fields.preview,
             snippets: &snippets,
             with_score: request.sort == SortOrder::Relevance,
         };

@@ -661,6 +661,16 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
         assert_eq!(hit["perl"], report.perl.as_str());
         assert_eq!(hit["arch"], report.arch.as_str());
         assert_eq!(hit["reporter"]["email"], report.reporter_email.as_str());
+        assert_eq!(hit["author"], report.author.as_str());
+        // Made from the preview stored in the index: the start of the text, unmarked.
+        let mut leading_end = report.text.trim_start().len().min(240);
+        while !report.text.trim_start().is_char_boundary(leading_end) {
+            leading_end -= 1;
+        }
+        assert_eq!(
+            hit["snippet"]["text"],
+            &report.text.trim_start()[..leading_end]
+        );
         assert!(
             hit["created"]
                 .as_str()
@@ -674,6 +684,31 @@ async fn fixture_reports_answer_terms_phrases_filters_and_facets() {
     assert!(body["hits"].as_array().unwrap().is_empty());
     assert!(body["total"].as_u64().unwrap() > 0);
     assert!(body["next_cursor"].is_null());
+
+    // A report whose preview is too long to store in the index: its hit is read from sled,
+    // whole.
+    let mut long = custom_report(
+        "Long-Osversion",
+        "pass",
+        "linux",
+        "5.40.0",
+        "x86_64-linux",
+        "All tests successful.",
+    );
+    let long_osversion = "6.1.0-".repeat(800);
+    long["environment"]["system"]["osversion"] = json!(long_osversion);
+    let response = client
+        .post(format!("{base}/v3/report"))
+        .json(&long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    wait_until_indexed(&client, &base).await;
+    let body = search_ok(&client, &base, &[("dist", "Long-Osversion")]).await;
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["hits"][0]["osversion"], long_osversion.as_str());
+    assert_eq!(body["hits"][0]["snippet"]["text"], "All tests successful.");
 
     server.stop().await;
 }

@@ -559,48 +559,33 @@ impl<'a> HitPreview<'a> {
         if format != PREVIEW_FORMAT {
             return None;
         }
-        let mut values = [""; PREVIEW_VALUES];
-        for value in &mut values {
+        let mut next_value = || -> Option<&'a str> {
             let (length, after_length) = rest.split_first_chunk::<2>()?;
             let length = usize::from(u16::from_le_bytes(*length));
             if after_length.len() < length {
                 return None;
             }
             let (bytes, after_value) = after_length.split_at(length);
-            *value = std::str::from_utf8(bytes).ok()?;
             rest = after_value;
-        }
-        if !rest.is_empty() {
-            return None;
-        }
-        let [
-            dist,
-            version,
-            author,
-            grade,
-            osname,
-            osversion,
-            perl,
-            arch,
-            reporter_name,
-            reporter_email,
-            created,
-            leading_text,
-        ] = values;
-        Some(HitPreview {
-            dist,
-            version,
-            author,
-            grade,
-            osname,
-            osversion,
-            perl,
-            arch,
-            reporter_name,
-            reporter_email,
-            created,
-            leading_text,
-        })
+            std::str::from_utf8(bytes).ok()
+        };
+        // Fields of a struct expression are evaluated in the order written: the order of
+        // `values`, which `encode` wrote.
+        let preview = HitPreview {
+            dist: next_value()?,
+            version: next_value()?,
+            author: next_value()?,
+            grade: next_value()?,
+            osname: next_value()?,
+            osversion: next_value()?,
+            perl: next_value()?,
+            arch: next_value()?,
+            reporter_name: next_value()?,
+            reporter_email: next_value()?,
+            created: next_value()?,
+            leading_text: next_value()?,
+        };
+        rest.is_empty().then_some(preview)
     }
 }
 

@@ -263,6 +263,15 @@ struct QueryFigures {
     /// `direct` and `http` with a pause before each run, as under light traffic.
     paced_direct: Vec<Duration>,
     paced_http: Vec<Duration>,
+    /// Of each timed `http` request (in `http`'s rounds): the server's own `took_ms` (the
+    /// search, without serializing the answer or any HTTP) and the rest of the time the client
+    /// waited. Both sorted.
+    http_server_search: Vec<Duration>,
+    http_rest: Vec<Duration>,
+    /// The same split, averaged over the slowest 1 % of the requests: (search, rest).
+    http_slowest_split: (Duration, Duration),
+    /// Bytes of one answer.
+    http_answer_bytes: usize,
 }
 
 fn facet_aggregations() -> Aggregations {
@@ -407,6 +416,10 @@ fn measure_in_process(
             http: Vec::new(),
             paced_direct: Vec::new(),
             paced_http: Vec::new(),
+            http_server_search: Vec::new(),
+            http_rest: Vec::new(),
+            http_slowest_split: (Duration::ZERO, Duration::ZERO),
+            http_answer_bytes: 0,
         });
     }
     figures
@@ -524,9 +537,16 @@ fn measure_http(
                 &Executor::SingleThread,
             );
         };
+        figure.http_answer_bytes = body.len();
+        // Each answer is kept (not parsed) so that its `took_ms` can be set against the time
+        // the client waited, without parsing inside the timed run.
+        let mut answers: Vec<(Duration, Vec<u8>)> = Vec::with_capacity(iterations + WARM_UP_ROUNDS);
         let mut http = || {
-            let (status, _) = get(&url);
+            let started = Instant::now();
+            let (status, body) = get(&url);
+            let waited = started.elapsed();
             assert_eq!(status, 200, "{url}");
+            answers.push((waited, body));
         };
         let mut timed =
             measure_in_turns(iterations, Duration::ZERO, &mut [&mut direct, &mut http]).into_iter();
@@ -536,7 +556,41 @@ fn measure_http(
             measure_in_turns(PACED_ROUNDS, PACED_PAUSE, &mut [&mut direct, &mut http]).into_iter();
         figure.paced_direct = paced.next().expect("direct");
         figure.paced_http = paced.next().expect("http");
+        // The back-to-back rounds' answers, without their warm-up (the paced ones follow).
+        split_http_answers(
+            figure,
+            &answers[WARM_UP_ROUNDS..WARM_UP_ROUNDS + iterations],
+        );
     }
+}
+
+/// Splits each timed answer's wait into the server's search (`took_ms`) and the rest (HTTP,
+/// serializing the answer, handing the search to and from the search threads).
+fn split_http_answers(figure: &mut QueryFigures, answers: &[(Duration, Vec<u8>)]) {
+    let mut splits: Vec<(Duration, Duration, Duration)> = answers
+        .iter()
+        .map(|(waited, body)| {
+            let answer: serde_json::Value = serde_json::from_slice(body).expect("json");
+            let took_ms = answer["took_ms"].as_f64().expect("took_ms");
+            let search = Duration::from_secs_f64(took_ms / 1000.0).min(*waited);
+            (*waited, search, *waited - search)
+        })
+        .collect();
+    splits.sort_by_key(|(waited, _, _)| std::cmp::Reverse(*waited));
+    let slowest = &splits[..splits.len().div_ceil(100).min(splits.len())];
+    let count = slowest.len().max(1) as u32;
+    figure.http_slowest_split = (
+        slowest
+            .iter()
+            .map(|(_, search, _)| *search)
+            .sum::<Duration>()
+            / count,
+        slowest.iter().map(|(_, _, rest)| *rest).sum::<Duration>() / count,
+    );
+    figure.http_server_search = splits.iter().map(|(_, search, _)| *search).collect();
+    figure.http_server_search.sort();
+    figure.http_rest = splits.iter().map(|(_, _, rest)| *rest).collect();
+    figure.http_rest.sort();
 }
 
 /// What the freshness run observed.
@@ -825,6 +879,7 @@ fn measure_and_report(
     measure_http(&search_index, &server.base_url, &mut figures, iterations);
     drop(search_index);
     print_latencies(&figures, iterations);
+    print_http_split(&figures);
     let freshness_p99 = if freshness_rate > 0 {
         let freshness = runtime.block_on(freshness_run(
             &client,
@@ -1027,6 +1082,31 @@ fn print_latencies(figures: &[QueryFigures], iterations: usize) {
             milliseconds(percentile(&figure.paced_direct, 0.99)),
             milliseconds(percentile(&figure.paced_http, 0.5)),
             milliseconds(percentile(&figure.paced_http, 0.99)),
+        );
+    }
+}
+
+fn print_http_split(figures: &[QueryFigures]) {
+    println!(
+        "\nwhere the HTTP time goes (ms): search = the server's own took_ms (collection, facets, hits), \
+         rest = the client's wait minus it (HTTP both ways, serializing, hand-offs); slowest 1% = the \
+         mean split of the slowest 1% of requests"
+    );
+    println!(
+        "{:<30} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "query", "answer B", "search50", "search99", "rest50", "rest99", "slow srch", "slow rest",
+    );
+    for figure in figures {
+        println!(
+            "{:<30} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            figure.name,
+            figure.http_answer_bytes,
+            milliseconds(percentile(&figure.http_server_search, 0.5)),
+            milliseconds(percentile(&figure.http_server_search, 0.99)),
+            milliseconds(percentile(&figure.http_rest, 0.5)),
+            milliseconds(percentile(&figure.http_rest, 0.99)),
+            milliseconds(figure.http_slowest_split.0),
+            milliseconds(figure.http_slowest_split.1),
         );
     }
 }

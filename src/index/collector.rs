@@ -592,71 +592,151 @@ thread_local! {
 const KEPT_COUNT_BUFFERS: usize = 32;
 const KEPT_COUNT_BUFFER_LENGTH: usize = 1 << 20;
 
-/// Per-ordinal counts of one facet in one segment, with the ordinals counted so far.
+/// A facet with at most this many values in a segment is counted densely (see
+/// [`OrdinalCounts`]): reading all of its counters at harvest costs less than keeping track
+/// of the touched ones.
+const DENSE_COUNT_MAX_ORDINALS: usize = 256;
+
+/// Counters per ordinal of a densely counted facet: consecutive documents count into
+/// different counters (document `i` into lane `i % 4`).
+const DENSE_COUNT_LANES: usize = 4;
+
+/// Per-ordinal counts of one facet in one segment.
 ///
-/// Only the touched ordinals are read at harvest and zeroed afterwards, so neither reading nor
-/// zeroing costs the whole array: a search matching a few thousand reports touches a few
-/// hundred of a segment's thousands of `dist` values.
+/// Two ways of counting, chosen by the number of values the facet has in the segment:
+/// * **Sparse** (many values, like `dist`): one counter per ordinal, and the ordinals counted
+///   so far. Only those are read at harvest and zeroed afterwards, so neither reading nor
+///   zeroing costs the whole array: a search matching a few thousand reports touches a few
+///   hundred of a segment's thousands of `dist` values.
+/// * **Dense** (at most [`DENSE_COUNT_MAX_ORDINALS`] values, like `grade` and `perl`):
+///   [`DENSE_COUNT_LANES`] counters per ordinal, all read at harvest. The trap this avoids:
+///   with one counter, consecutive documents mostly have the same grade, so each increment
+///   waits for the previous one's store to the same address, and no touched list is needed
+///   for a handful of values. Counting 84,000 grades took 116 µs with one counter and a
+///   touched list, 28 µs with four lanes.
 #[derive(Default)]
 struct OrdinalCounts {
-    /// Indexed by segment term ordinal. All zero when handed out and when given back.
+    /// Sparse: indexed by segment term ordinal. Dense: ordinal `o`'s lanes are
+    /// `o * DENSE_COUNT_LANES..(o + 1) * DENSE_COUNT_LANES`. All zero when handed out and when
+    /// given back.
     counts: Vec<u32>,
-    /// The ordinals counted so far, in the order first counted, are its first
+    /// Sparse only: the ordinals counted so far, in the order first counted, are its first
     /// `touched_length` entries; the rest is scratch. One entry longer than `counts`, so that
-    /// [`OrdinalCounts::count`] always has a place to write.
+    /// [`OrdinalCounts::count_all`] always has a place to write.
     touched: Vec<u32>,
     touched_length: usize,
+    /// The ordinals counted (the facet's values in the segment); counters beyond are ignored.
+    values: usize,
+    dense: bool,
+    /// Something was counted since the last drain (the counters are not all zero).
+    counted: bool,
 }
 
 impl OrdinalCounts {
-    fn zeroed(length: usize) -> OrdinalCounts {
+    fn zeroed(values: usize) -> OrdinalCounts {
         let (mut counts, mut touched) = COUNT_BUFFERS
             .with(|buffers| buffers.borrow_mut().pop())
             .unwrap_or_default();
-        // Kept count arrays are all zero: resizing keeps that (entries past `length` go, new
-        // ones are zero). What `touched` holds does not matter.
-        counts.resize(length, 0);
-        touched.resize(length + 1, 0);
+        let dense = values <= DENSE_COUNT_MAX_ORDINALS;
+        // Kept count arrays are all zero: resizing keeps that (entries past the new length
+        // go, new ones are zero). What `touched` holds does not matter.
+        if dense {
+            counts.resize(values * DENSE_COUNT_LANES, 0);
+        } else {
+            counts.resize(values, 0);
+            touched.resize(values + 1, 0);
+        }
         OrdinalCounts {
             counts,
             touched,
             touched_length: 0,
+            values,
+            dense,
+            counted: false,
         }
     }
 
-    fn count(&mut self, ordinal: u64) {
-        let Some(count) = self.counts.get_mut(ordinal as usize) else {
-            return;
-        };
-        let first_time = *count == 0;
-        *count += 1;
-        // Written every time and kept only the first time: no branch. On a facet with
-        // thousands of values, a value new to the segment is common and unpredictable, and
-        // that branch's mispredictions were a fifth of counting a large newest-first search.
-        if let Some(slot) = self.touched.get_mut(self.touched_length) {
-            *slot = ordinal as u32;
+    /// Counts each of `ordinals` once; ordinals beyond the facet's values are ignored.
+    fn count_all(&mut self, ordinals: &[u64]) {
+        self.counted |= !ordinals.is_empty();
+        if self.dense {
+            self.count_all_dense(ordinals);
+        } else {
+            self.count_all_sparse(ordinals);
         }
-        self.touched_length += usize::from(first_time);
     }
 
-    /// The number of counted ordinals.
-    fn touched_count(&self) -> usize {
-        self.touched_length
-    }
-
-    /// `(ordinal, count)` of every counted ordinal; the counts are zero again afterwards.
-    fn drain(&mut self) -> impl Iterator<Item = (usize, u32)> + '_ {
-        let touched_length = std::mem::take(&mut self.touched_length);
+    fn count_all_dense(&mut self, ordinals: &[u64]) {
+        let values = self.values as u64;
         let counts = &mut self.counts;
-        self.touched[..touched_length].iter().map(move |ordinal| {
+        let mut count_in_lane = |ordinal: u64, lane: usize| {
+            if ordinal < values {
+                counts[ordinal as usize * DENSE_COUNT_LANES + lane] += 1;
+            }
+        };
+        // Four at a time, each into its own lane: the increments do not wait for each other.
+        let (quads, rest) = ordinals.as_chunks::<DENSE_COUNT_LANES>();
+        for quad in quads {
+            for (lane, ordinal) in quad.iter().enumerate() {
+                count_in_lane(*ordinal, lane);
+            }
+        }
+        for (lane, ordinal) in rest.iter().enumerate() {
+            count_in_lane(*ordinal, lane);
+        }
+    }
+
+    fn count_all_sparse(&mut self, ordinals: &[u64]) {
+        for ordinal in ordinals {
+            let Some(count) = self.counts.get_mut(*ordinal as usize) else {
+                continue;
+            };
+            let first_time = *count == 0;
+            *count += 1;
+            // Written every time and kept only the first time: no branch. On a facet with
+            // thousands of values, a value new to the segment is common and unpredictable, and
+            // that branch's mispredictions were a fifth of counting a large newest-first search.
+            if let Some(slot) = self.touched.get_mut(self.touched_length) {
+                *slot = *ordinal as u32;
+            }
+            self.touched_length += usize::from(first_time);
+        }
+    }
+
+    /// At most how many ordinals [`OrdinalCounts::drain`] yields.
+    fn drained_at_most(&self) -> usize {
+        if self.dense {
+            self.values
+        } else {
+            self.touched_length
+        }
+    }
+
+    /// Hands `each` the `(ordinal, count)` of every counted ordinal (sparse: in the order
+    /// first counted; dense: by ordinal); the counts are zero again afterwards.
+    fn drain(&mut self, mut each: impl FnMut(usize, u32)) {
+        self.counted = false;
+        let counts = &mut self.counts;
+        if self.dense {
+            for (ordinal, lanes) in counts.chunks_exact_mut(DENSE_COUNT_LANES).enumerate() {
+                let count: u32 = lanes.iter().sum();
+                if count > 0 {
+                    lanes.fill(0);
+                    each(ordinal, count);
+                }
+            }
+            return;
+        }
+        let touched_length = std::mem::take(&mut self.touched_length);
+        for ordinal in &self.touched[..touched_length] {
             let ordinal = *ordinal as usize;
-            (ordinal, std::mem::take(&mut counts[ordinal]))
-        })
+            each(ordinal, std::mem::take(&mut counts[ordinal]));
+        }
     }
 
     /// Gives the (all zero) arrays back for the next search on this thread.
     fn give_back(mut self) {
-        if self.touched_length != 0 {
+        if self.counted {
             // Not drained: zero it the slow way rather than hand out stale counts.
             self.counts.iter_mut().for_each(|count| *count = 0);
         }
@@ -723,26 +803,26 @@ impl SearchSegmentCollector {
                 column
                     .values
                     .get_vals(docs, &mut full_ordinals[..block_length]);
-                for ordinal in full_ordinals.iter() {
-                    counts.count(*ordinal);
-                }
+                counts.count_all(full_ordinals);
                 continue;
             }
             ordinals.resize(block_length, None);
             column.first_vals(docs, &mut ordinals[..block_length]);
+            let present_ordinals = &mut self.full_ordinal_buffer;
+            present_ordinals.clear();
             if self.all_in_snapshot {
-                for ordinal in ordinals.iter().flatten() {
-                    counts.count(*ordinal);
-                }
-                continue;
+                present_ordinals.extend(ordinals.iter().flatten());
+            } else {
+                let snapshot_seq = self.snapshot_seq;
+                present_ordinals.extend(
+                    ordinals
+                        .iter()
+                        .zip(&self.seq_buffer)
+                        .filter(|(_, seq)| seq.unwrap_or(0) <= snapshot_seq)
+                        .filter_map(|(ordinal, _)| *ordinal),
+                );
             }
-            for (ordinal, seq) in ordinals.iter().zip(&self.seq_buffer) {
-                if let Some(ordinal) = ordinal
-                    && seq.unwrap_or(0) <= self.snapshot_seq
-                {
-                    counts.count(*ordinal);
-                }
-            }
+            counts.count_all(present_ordinals);
         }
         if newest_first {
             self.created_buffer.resize(block_length, None);
@@ -889,13 +969,11 @@ impl SegmentCollector for SearchSegmentCollector {
         for (field_index, mut counts) in facet_counts.into_iter().enumerate() {
             if let Some(tables) = &self.facet_tables {
                 let ids = &tables.ids[field_index];
-                let mut values = Vec::with_capacity(counts.touched_count());
-                for (ordinal, count) in counts.drain() {
-                    match ids.get(ordinal) {
-                        Some(id) if *id != NO_FACET_ID => values.push((*id, u64::from(count))),
-                        _ => tracing::warn!(segment_ord, ordinal, "a facet ordinal has no value"),
-                    }
-                }
+                let mut values = Vec::with_capacity(counts.drained_at_most());
+                counts.drain(|ordinal, count| match ids.get(ordinal) {
+                    Some(id) if *id != NO_FACET_ID => values.push((*id, u64::from(count))),
+                    _ => tracing::warn!(segment_ord, ordinal, "a facet ordinal has no value"),
+                });
                 facets.push(values);
             }
             counts.give_back();
@@ -963,31 +1041,53 @@ mod tests {
 
     /// Three segments whose dictionaries share some values and not others: the merged counts
     /// are per value, whatever each segment's ordinals are.
-    /// Every ordinal touched (the touched list full), repeats, an ordinal beyond the array:
-    /// exact counts in first-counted order, and the buffers come back zero for the next use.
+    /// Every ordinal touched (the touched list full), repeats, an ordinal beyond the values:
+    /// exact counts (sparse: in first-counted order, dense: by ordinal), and the buffers come
+    /// back zero for the next use, also from one way of counting to the other.
     #[test]
     fn ordinal_counts_are_exact_and_come_back_zero() {
-        for _ in 0..3 {
+        let drained = |counts: &mut OrdinalCounts| {
+            let mut drained = Vec::new();
+            counts.drain(|ordinal, count| drained.push((ordinal, count)));
+            drained
+        };
+        let sparse_values = DENSE_COUNT_MAX_ORDINALS + 3;
+        for round in 0..3 {
+            // Dense: a handful of values, counted in blocks that are not a multiple of the lanes.
             let mut counts = OrdinalCounts::zeroed(4);
+            assert!(counts.dense);
             assert!(
                 counts.counts.iter().all(|count| *count == 0),
                 "handed out zero"
             );
-            for ordinal in [2, 0, 2, 3, 1, 1, 9, 2, 0] {
-                counts.count(ordinal);
-            }
-            assert_eq!(counts.touched_count(), 4);
-            let drained: Vec<(usize, u32)> = counts.drain().collect();
-            assert_eq!(drained, vec![(2, 3), (0, 2), (3, 1), (1, 2)]);
-            assert_eq!(counts.touched_count(), 0);
+            counts.count_all(&[2, 0, 2, 3, 1]);
+            counts.count_all(&[1, 9, 2, 0, 2, 2, 2]);
+            assert_eq!(drained(&mut counts), vec![(0, 2), (1, 2), (2, 6), (3, 1)]);
+            assert_eq!(drained(&mut counts), vec![], "drained once");
+            counts.give_back();
+            // Sparse: first-counted order; the last ordinal is counted, the one beyond is not.
+            let mut counts = OrdinalCounts::zeroed(sparse_values);
+            assert!(!counts.dense);
+            assert!(counts.counts.iter().all(|count| *count == 0));
+            let last = (sparse_values - 1) as u64;
+            counts.count_all(&[last, 0, last, 3, sparse_values as u64, 1, 1, 0]);
+            assert_eq!(counts.drained_at_most(), 4);
+            assert_eq!(
+                drained(&mut counts),
+                vec![(sparse_values - 1, 2), (0, 2), (3, 1), (1, 2)],
+                "round {round}"
+            );
+            assert_eq!(counts.drained_at_most(), 0);
             counts.give_back();
         }
-        // Given back without draining: zeroed anyway.
-        let mut counts = OrdinalCounts::zeroed(3);
-        counts.count(1);
-        counts.give_back();
-        let counts = OrdinalCounts::zeroed(3);
-        assert!(counts.counts.iter().all(|count| *count == 0));
+        // Given back without draining: zeroed anyway, in both ways.
+        for values in [3, sparse_values] {
+            let mut counts = OrdinalCounts::zeroed(values);
+            counts.count_all(&[1, 1, 2]);
+            counts.give_back();
+            let counts = OrdinalCounts::zeroed(values);
+            assert!(counts.counts.iter().all(|count| *count == 0));
+        }
     }
 
     /// A RAM index with the collector's columns (`seq`, `created`, the facets) and, with

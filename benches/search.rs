@@ -17,7 +17,9 @@
 //!    reads the page's stored documents, `library` is `SearchIndex::search` (facets, cursor,
 //!    hits and snippets read from sled). Then against a server process, each round runs
 //!    `direct` once and `GET /v3/search` once, one request at a time from a one-thread client;
-//!    and 200 paced rounds with 10 ms of idle before each run, as under light traffic;
+//!    and 200 paced rounds with 10 ms of idle before each run, as under light traffic. Each
+//!    timed answer's wait is split into the server's `took_ms` and the rest (HTTP both ways,
+//!    serializing, hand-offs), to show which side a slow answer lost its time on;
 //! 4. freshness: an open-loop stream of `BENCH_FRESHNESS_RATE` v3 reports/s (default 1000) for
 //!    `BENCH_FRESHNESS_SECS` (default 20) against that server, while `/health` is polled every
 //!    5 ms; a report's lag is the time from its 201 to the first poll whose `indexed_seq`

@@ -1039,8 +1039,6 @@ mod tests {
         }
     }
 
-    /// Three segments whose dictionaries share some values and not others: the merged counts
-    /// are per value, whatever each segment's ordinals are.
     /// Every ordinal touched (the touched list full), repeats, an ordinal beyond the values:
     /// exact counts (sparse: in first-counted order, dense: by ordinal), and the buffers come
     /// back zero for the next use, also from one way of counting to the other.
@@ -1118,6 +1116,8 @@ mod tests {
         }
     }
 
+    /// Three segments whose dictionaries share some values and not others: the merged counts
+    /// are per value, whatever each segment's ordinals are.
     #[test]
     fn facet_counts_merge_across_segments_by_value() {
         let TestIndex {

@@ -29,7 +29,9 @@
 //! (skip with `BENCH_SEARCH_REBUILD=0`). `BENCH_DIR` chooses where the data goes (default: the
 //! temp dir); `BENCH_KEEP` keeps it, and `BENCH_SEARCH_DATA=<kept folder>` measures step 3 again on
 //! it without building anything (no freshness run, which would add reports, unless
-//! `BENCH_FRESHNESS_RATE` is set).
+//! `BENCH_FRESHNESS_RATE` is set). For quick re-timings, `BENCH_SEARCH_QUERIES` names the
+//! queries to time (comma-separated, e.g. `rare phrase,newest first + filter`) and
+//! `BENCH_SEARCH_IN_PROCESS=0` skips the in-process rounds of step 3 (their columns print 0).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -218,6 +220,26 @@ fn build_store_and_index(
 /// stall lands on whatever runs at that moment. Timed one after the other, one variant's p99
 /// caught a stall and the other's did not, and the ratio of the two p99s moved by a third
 /// from run to run; in turns, every variant meets the same stalls.
+/// The queries to time: all of [`QUERIES`], or those named in `BENCH_SEARCH_QUERIES`
+/// (comma-separated, e.g. `rare phrase,newest first + filter`), to re-time a few quickly.
+fn selected_queries() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
+    let Ok(names) = std::env::var("BENCH_SEARCH_QUERIES") else {
+        return QUERIES.to_vec();
+    };
+    let wanted: Vec<&str> = names.split(',').map(str::trim).collect();
+    for name in &wanted {
+        assert!(
+            QUERIES.iter().any(|(known, _)| known == name),
+            "BENCH_SEARCH_QUERIES: no query is named {name:?}"
+        );
+    }
+    QUERIES
+        .iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .copied()
+        .collect()
+}
+
 fn measure_in_turns(
     iterations: usize,
     pause: Duration,
@@ -339,7 +361,7 @@ fn measure_in_process(
 ) -> Vec<QueryFigures> {
     let fields = search_index.fields();
     let mut figures = Vec::new();
-    for (name, parameters) in QUERIES {
+    for (name, parameters) in selected_queries() {
         let request =
             SearchRequest::from_query_pairs(&query_pairs(parameters)).expect("valid query");
         let query = request.to_query(&fields);
@@ -518,7 +540,7 @@ fn measure_http(
         })
     };
     let fields = search_index.fields();
-    for (figure, (_, parameters)) in figures.iter_mut().zip(QUERIES) {
+    for (figure, (_, parameters)) in figures.iter_mut().zip(selected_queries()) {
         let request =
             SearchRequest::from_query_pairs(&query_pairs(parameters)).expect("valid query");
         let query = request.to_query(&fields);
@@ -857,8 +879,17 @@ fn measure_and_report(
 ) {
     let last_seq = store.last_seq().expect("last seq");
     // 3a. Latency in process: tantivy directly, then the library's search.
-    let mut figures = measure_in_process(&search_index, &store, iterations);
-    print_hit_costs(&search_index, &store);
+    // `BENCH_SEARCH_IN_PROCESS=0` runs only the warm-up rounds here (the totals are still
+    // checked over HTTP), for quick re-timings of the HTTP-against-direct figures.
+    let in_process = env_number("BENCH_SEARCH_IN_PROCESS", 1) == 1;
+    let mut figures = measure_in_process(
+        &search_index,
+        &store,
+        if in_process { iterations } else { 0 },
+    );
+    if in_process {
+        print_hit_costs(&search_index, &store);
+    }
     // The store goes (sled allows one process); the index stays open for the direct runs
     // timed beside the server's answers.
     drop(store);
@@ -905,14 +936,16 @@ fn measure_and_report(
         .find(|figure| figure.name == "filtered phrase")
         .map_or(Duration::ZERO, |figure| percentile(&figure.http, 0.99));
     let over_ratio = within_ratio_verdict(&figures, |figure| &figure.direct_beside_http);
-    println!(
-        "http p99 within 1.5x of direct on the search threads (MT, in process): {}",
-        within_ratio_verdict(&figures, |figure| &figure.direct_threads)
-    );
-    println!(
-        "http p99 within 1.5x of tantivy doing the same answer's parts (+facets, in process): {}",
-        within_ratio_verdict(&figures, |figure| &figure.direct_full)
-    );
+    if in_process {
+        println!(
+            "http p99 within 1.5x of direct on the search threads (MT, in process): {}",
+            within_ratio_verdict(&figures, |figure| &figure.direct_threads)
+        );
+        println!(
+            "http p99 within 1.5x of tantivy doing the same answer's parts (+facets, in process): {}",
+            within_ratio_verdict(&figures, |figure| &figure.direct_full)
+        );
+    }
     let freshness_target = match freshness_p99 {
         Some(p99) => format!(
             "freshness p99 {:.0} ms (< 1000 ms: {})",
@@ -1113,6 +1146,10 @@ fn print_http_split(figures: &[QueryFigures]) {
     }
 }
 
+/// `numerator / denominator`, or 0 when the denominator was not timed (empty figures).
 fn ratio(numerator: Duration, denominator: Duration) -> f64 {
-    numerator.as_secs_f64() / denominator.as_secs_f64().max(1e-9)
+    if denominator.is_zero() {
+        return 0.0;
+    }
+    numerator.as_secs_f64() / denominator.as_secs_f64()
 }

@@ -963,7 +963,9 @@ fn measure_and_report(
          (timed in turns): {}; \
          {freshness_target}",
         milliseconds(filtered_phrase_p99),
-        if filtered_phrase_p99 < Duration::from_millis(50) {
+        if filtered_phrase_p99.is_zero() {
+            "not timed"
+        } else if filtered_phrase_p99 < Duration::from_millis(50) {
             "met"
         } else {
             "missed"

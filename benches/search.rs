@@ -212,14 +212,6 @@ fn build_store_and_index(
     (search_index, figures)
 }
 
-/// Runs each of `variants` once per round, for `iterations` rounds after a few warm-up
-/// rounds, with `pause` before each run; each variant's sorted durations.
-///
-/// In turns rather than one variant after another: this machine stalls now and then (bursts
-/// of about 20 ms in which every search, tantivy's own included, took 2-4x its time), and a
-/// stall lands on whatever runs at that moment. Timed one after the other, one variant's p99
-/// caught a stall and the other's did not, and the ratio of the two p99s moved by a third
-/// from run to run; in turns, every variant meets the same stalls.
 /// The queries to time: all of [`QUERIES`], or those named in `BENCH_SEARCH_QUERIES`
 /// (comma-separated, e.g. `rare phrase,newest first + filter`), to re-time a few quickly.
 fn selected_queries() -> Vec<(&'static str, &'static [(&'static str, &'static str)])> {
@@ -240,6 +232,14 @@ fn selected_queries() -> Vec<(&'static str, &'static [(&'static str, &'static st
         .collect()
 }
 
+/// Runs each of `variants` once per round, for `iterations` rounds after a few warm-up
+/// rounds, with `pause` before each run; each variant's sorted durations.
+///
+/// In turns rather than one variant after another: this machine stalls now and then (bursts
+/// of about 20 ms in which every search, tantivy's own included, took 2-4x its time), and a
+/// stall lands on whatever runs at that moment. Timed one after the other, one variant's p99
+/// caught a stall and the other's did not, and the ratio of the two p99s moved by a third
+/// from run to run; in turns, every variant meets the same stalls.
 fn measure_in_turns(
     iterations: usize,
     pause: Duration,
@@ -273,6 +273,8 @@ const PACED_PAUSE: Duration = Duration::from_millis(10);
 
 struct QueryFigures {
     name: &'static str,
+    /// The query-string parameters of the query (from [`QUERIES`]).
+    parameters: &'static [(&'static str, &'static str)],
     total: u64,
     direct: Vec<Duration>,
     /// `direct` with segments collected on as many threads as the library's search uses.
@@ -431,6 +433,7 @@ fn measure_in_process(
         let mut next = || timed.next().expect("one per variant");
         figures.push(QueryFigures {
             name,
+            parameters,
             total,
             direct: next(),
             direct_threads: next(),
@@ -540,7 +543,8 @@ fn measure_http(
         })
     };
     let fields = search_index.fields();
-    for (figure, (_, parameters)) in figures.iter_mut().zip(selected_queries()) {
+    for figure in figures.iter_mut() {
+        let parameters = figure.parameters;
         let request =
             SearchRequest::from_query_pairs(&query_pairs(parameters)).expect("valid query");
         let query = request.to_query(&fields);
